@@ -1,0 +1,19 @@
+import type { Access } from '../auth/index.js';
+import type { ConfigService } from '../config/index.js';
+import type { EventRecorder, Logger, Redactor } from '../log/index.js';
+import type { State } from '../state/index.js';
+import type { StatusReport } from '../status/index.js';
+
+/** What the API needs from the daemon; tests build it with real state and a temporary folder. */
+export interface ApiDeps {
+  config: ConfigService;
+  state: State;
+  access: Access;
+  events: EventRecorder;
+  logger: Logger;
+  redactor: Redactor;
+  version: string;
+  status: () => Promise<StatusReport>;
+}
+
+export const SESSION_COOKIE = 'backupd_session';

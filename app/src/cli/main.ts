@@ -1,0 +1,318 @@
+#!/usr/bin/env node
+/**
+ * `backupd`: the command line of the appliance. Every command takes --config FILE; without it
+ * BACKUPD_CONFIG, then /etc/backupd/config.yaml, then ./config.yaml.
+ */
+import { parseArgs } from 'node:util';
+import {
+  ConfigError,
+  findConfigFile,
+  formatProblems,
+  loadConfigFile,
+  resolveRuntime,
+  RuntimeError,
+  SecretStoreError,
+} from '../config/index.js';
+import { openContext, startDaemon, VERSION, type AppContext } from '../daemon/index.js';
+import { Access } from '../auth/index.js';
+import { StateError } from '../state/index.js';
+import { collectStatus, type StatusReport } from '../status/index.js';
+import { syncOnce, type SyncSummary } from '../sync/once.js';
+import { RcloneMissingError } from '../push/rclone.js';
+
+const USAGE = `backupd ${VERSION}: Google Drive and Photos, mirrored and pushed, verified, to S3 and a European provider.
+
+Usage: backupd <command> [--config FILE]
+
+  start                    run the daemon: API and panel, watcher, push workers, schedules
+  sync --once [--json] [--dry-run] [--allow-empty-source]
+                           one complete pass: pull, push, verify; exit 0 only if all succeeded
+  status [--json]          what the appliance is doing
+  config check [--json]    validate the configuration; non-zero exit with the bad keys named
+  secrets set NAME         store a secret (value read from standard input), e.g.
+                           destinations.aws_s3.secret_access_key
+  secrets list             the names of the stored secrets (never the values)
+  secrets delete NAME      remove a stored secret
+  reset-password           forget the admin password; the next start prints a new setup code
+  version                  print the version
+
+Configuration: --config FILE, else $BACKUPD_CONFIG, else /etc/backupd/config.yaml, else ./config.yaml.
+Documentation: docs/configuration.md, docs/api.md, docs/troubleshooting.md.`;
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      json: { type: 'boolean' },
+      once: { type: 'boolean' },
+      'dry-run': { type: 'boolean' },
+      'allow-empty-source': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'V' },
+    },
+  });
+  const [command, sub, arg] = positionals;
+  if (values.version || command === 'version') return print(VERSION);
+  if (values.help || !command || command === 'help') return print(USAGE);
+
+  switch (command) {
+    case 'start':
+      return start(values.config);
+    case 'sync':
+      if (!values.once)
+        throw new UsageError(
+          '`backupd sync` needs --once (the continuous sync is `backupd start`).',
+        );
+      return sync(values.config, {
+        json: !!values.json,
+        dryRun: !!values['dry-run'],
+        allowEmptySource: !!values['allow-empty-source'],
+      });
+    case 'status':
+      return status(values.config, !!values.json);
+    case 'config':
+      if (sub !== 'check')
+        throw new UsageError('Usage: backupd config check [--config FILE] [--json]');
+      return configCheck(values.config, !!values.json);
+    case 'secrets':
+      return secrets(values.config, sub, arg);
+    case 'reset-password':
+      return withContext(values.config, async (ctx) => {
+        await new Access({ state: ctx.state }).resetPassword();
+        return print(
+          'The admin password is forgotten and every session ended. Restart the daemon: it prints a new setup code.',
+        );
+      });
+    default:
+      throw new UsageError(`unknown command "${command}".\n\n${USAGE}`);
+  }
+}
+
+function print(text: string): number {
+  process.stdout.write(`${text}\n`);
+  return 0;
+}
+
+async function withContext(
+  configPath: string | undefined,
+  fn: (ctx: AppContext) => Promise<number>,
+  record = true,
+): Promise<number> {
+  const ctx = await openContext({ configPath, console: false, record });
+  try {
+    return await fn(ctx);
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function start(configPath: string | undefined): Promise<number> {
+  const ctx = await openContext({ configPath, console: true });
+  const daemon = await startDaemon(ctx);
+  if (daemon.setupCode) {
+    const port = ctx.runtime.config.daemon.api_port;
+    process.stdout.write(
+      `\n  backupd is running. Open http://127.0.0.1:${port}/ (or http://backup.local/ on the appliance)\n  and enter this one-time setup code to set the admin password:\n\n      ${daemon.setupCode}\n\n`,
+    );
+  }
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      void daemon.stop(signal).then(resolve);
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+  return 0;
+}
+
+async function sync(
+  configPath: string | undefined,
+  opts: { json: boolean; dryRun: boolean; allowEmptySource: boolean },
+): Promise<number> {
+  return withContext(configPath, async (ctx) => {
+    const controller = new AbortController();
+    const abort = () => controller.abort();
+    process.once('SIGINT', abort);
+    process.once('SIGTERM', abort);
+    const summary = await syncOnce(
+      {
+        runtime: ctx.runtime,
+        state: ctx.state,
+        logger: ctx.logger,
+        configView: () => ctx.config.view(),
+      },
+      { dryRun: opts.dryRun, allowEmptySource: opts.allowEmptySource, signal: controller.signal },
+    );
+    process.off('SIGINT', abort);
+    process.off('SIGTERM', abort);
+    print(opts.json ? JSON.stringify(summary, null, 2) : formatSummary(summary));
+    return summary.ok ? 0 : 1;
+  });
+}
+
+export function formatSummary(s: SyncSummary): string {
+  const lines = [
+    `Sync pass ${s.run_id}${s.dry_run ? ' (dry run: nothing was changed)' : ''}: ${s.ok ? 'everything succeeded' : 'FAILED'}`,
+  ];
+  for (const [name, src] of Object.entries(s.sources))
+    lines.push(
+      `  source ${name}: ${src.pull}${src.note ? ` (${src.note})` : ''}${src.error ? `: ${src.error.message}` : ''}`,
+    );
+  const dests = Object.entries(s.destinations);
+  if (dests.length === 0)
+    lines.push(
+      '  no destination is enabled: nothing was pushed. Enable one in the configuration (docs/configuration.md).',
+    );
+  for (const [name, d] of dests) {
+    const verb = s.dry_run ? 'would send' : 'sent';
+    lines.push(
+      d.ok
+        ? `  ${name} (${d.target}): ok, ${verb} ${d.transferred} file(s), ${d.bytes} bytes, ${d.trashed} moved to trash, ${d.verified} verified`
+        : `  ${name} (${d.target}): FAILED: ${d.error?.message ?? 'unknown error'}${d.error?.fix ? `\n      fix: ${d.error.fix}` : ''}`,
+    );
+    for (const f of d.would_send ?? []) lines.push(`      send   ${f}`);
+    for (const f of d.would_trash ?? []) lines.push(`      trash  ${f}`);
+  }
+  return lines.join('\n');
+}
+
+async function status(configPath: string | undefined, json: boolean): Promise<number> {
+  return withContext(
+    configPath,
+    async (ctx) => {
+      const report = await collectStatus({
+        runtime: ctx.runtime,
+        state: ctx.state,
+        version: VERSION,
+        startedAt: Date.now(),
+      });
+      return print(json ? JSON.stringify(report, null, 2) : formatStatus(report));
+    },
+    false,
+  );
+}
+
+function formatStatus(r: StatusReport): string {
+  const lines = [`backupd ${r.version}: ${r.state}`];
+  for (const s of r.sources) {
+    lines.push(
+      `  source ${s.name}: ${s.enabled ? 'enabled' : 'disabled'}, ${s.local_path}, ${s.accounts.length} account(s)`,
+    );
+    for (const a of s.accounts)
+      lines.push(`    ${a.email}: ${a.status}${a.error ? `: ${a.error.message}` : ''}`);
+  }
+  if (r.destinations.length === 0) lines.push('  no destination is enabled');
+  for (const d of r.destinations) {
+    lines.push(
+      `  destination ${d.name} (${d.type}, ${d.target}): ${d.health}, last success ${d.last_success_at ?? 'never'}${d.error ? `\n    error: ${d.error.message}${d.error.fix ? `\n    fix: ${d.error.fix}` : ''}` : ''}`,
+    );
+  }
+  lines.push(`  queue: ${r.queue.pending} pending, ${r.queue.failed} failed, ${r.queue.held} held`);
+  if (r.last_run)
+    lines.push(
+      `  last run: #${r.last_run.id} ${r.last_run.kind} ${r.last_run.status}, started ${r.last_run.started_at}`,
+    );
+  return lines.join('\n');
+}
+
+async function configCheck(configPath: string | undefined, json: boolean): Promise<number> {
+  const { file } = findConfigFile(configPath);
+  try {
+    const loaded = await loadConfigFile(file);
+    resolveRuntime(loaded);
+    if (json) return print(JSON.stringify({ ok: true, file, warnings: loaded.warnings }, null, 2));
+    print(`${file} is valid.`);
+    for (const w of loaded.warnings)
+      print(`  warning: ${w.path}${w.line ? ` (line ${w.line})` : ''}: ${w.message}`);
+    return 0;
+  } catch (err) {
+    if (err instanceof ConfigError && json) {
+      print(JSON.stringify({ ok: false, file, problems: err.problems }, null, 2));
+      return 2;
+    }
+    throw err;
+  }
+}
+
+async function secrets(
+  configPath: string | undefined,
+  action: string | undefined,
+  name: string | undefined,
+): Promise<number> {
+  const { file } = findConfigFile(configPath);
+  const runtime = resolveRuntime(await loadConfigFile(file));
+  if (action === 'list') {
+    const list = runtime.secrets.list();
+    if (list.length === 0) return print(`No secrets stored in ${runtime.secrets.file}.`);
+    return print(list.map((s) => `${s.name}\t(set ${s.updated_at})`).join('\n'));
+  }
+  if (!name) throw new UsageError('Usage: backupd secrets set|delete NAME [--config FILE]');
+  if (action === 'delete') {
+    return print(runtime.secrets.delete(name) ? `${name} removed.` : `${name} was not stored.`);
+  }
+  if (action !== 'set') throw new UsageError('Usage: backupd secrets set|list|delete [NAME]');
+  if (process.stdin.isTTY)
+    process.stderr.write(`Value of ${name} (input is not shown; end with Enter): `);
+  const value = (await readStdin(!!process.stdin.isTTY)).replace(/\r?\n$/, '');
+  if (value.length < 6)
+    throw new UsageError(
+      `the value of ${name} is too short (6 characters at least); nothing was stored`,
+    );
+  runtime.secrets.set(name, value);
+  return print(
+    `${name} stored in ${runtime.secrets.file} (encrypted). Restart the daemon, or change the config through the API, for it to take effect.`,
+  );
+}
+
+async function readStdin(tty: boolean): Promise<string> {
+  if (tty) process.stdin.setRawMode?.(false);
+  const chunks: Buffer[] = [];
+  if (tty) {
+    return new Promise((resolve) => {
+      process.stdin.once('data', (d: Buffer) => {
+        process.stdin.pause();
+        process.stderr.write('\n');
+        resolve(d.toString('utf8'));
+      });
+    });
+  }
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`backupd: ${formatProblems(err.file, err.problems)}\n`);
+    } else if (
+      err instanceof UsageError ||
+      err instanceof RuntimeError ||
+      err instanceof SecretStoreError ||
+      err instanceof StateError ||
+      err instanceof RcloneMissingError
+    ) {
+      process.stderr.write(`backupd: ${err.message}\n`);
+    } else if (
+      (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ||
+      (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'
+    ) {
+      process.stderr.write(
+        `backupd: ${(err as Error).message}\nRun \`backupd help\` for the commands.\n`,
+      );
+    } else {
+      process.stderr.write(`backupd: ${(err as Error).message ?? String(err)}\n`);
+      if (process.env.BACKUPD_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    process.exitCode = 2;
+  },
+);

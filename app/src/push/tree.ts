@@ -1,0 +1,190 @@
+/**
+ * One whole-tree push of a mirror folder to a destination with `rclone sync`: what is new or
+ * changed is sent, what was deleted or replaced is moved under `.trash/YYYY-MM-DD/`, never
+ * deleted, and every file sent is then checked against the destination by hash.
+ */
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import type { DestinationRemote } from './destinations.js';
+import { runRclone, type RcloneLogLine } from './rclone.js';
+
+export interface TreePushOptions {
+  /** Absolute mirror folder, e.g. /srv/backup/google-drive. */
+  sourceDir: string;
+  remote: DestinationRemote;
+  excludePatterns: string[];
+  excludePaths: string[];
+  retries: number;
+  dryRun: boolean;
+  now: Date;
+  /** Allow emptying a destination folder when the mirror folder is empty. */
+  allowEmptySource?: boolean;
+  onLine?: (l: RcloneLogLine) => void;
+  signal?: AbortSignal;
+}
+
+export interface TreePushResult {
+  ok: boolean;
+  transferred: string[];
+  bytes: number;
+  /** Files moved into the trash (deleted or replaced at the source). */
+  trashed: string[];
+  verified: number;
+  error?: { message: string; fix?: string };
+}
+
+/** Names the pull half gives files while they download; never pushed. */
+export const PARTIAL_PATTERN = '*.backupd-partial';
+/** The daemon's own folder inside a mirror folder; pushed separately, as `.backupd/`. */
+export const BOOKKEEPING_DIR = '.backupd';
+
+export const remotePath = (remote: DestinationRemote, ...parts: string[]) =>
+  `${remote.remote}:${[remote.root, ...parts]
+    .filter(Boolean)
+    .join('/')
+    .replace(/\/{2,}/g, '/')}`;
+
+export function excludeArgs(patterns: string[], paths: string[]): string[] {
+  const args: string[] = ['--exclude', PARTIAL_PATTERN, '--exclude', `/${BOOKKEEPING_DIR}/**`];
+  for (const p of patterns) args.push('--exclude', p);
+  for (const p of paths) args.push('--exclude', `/${p.replace(/^\/+|\/+$/g, '')}/**`);
+  return args;
+}
+
+export async function pushTree(o: TreePushOptions): Promise<TreePushResult> {
+  const folder = basename(o.sourceDir);
+  const dst = remotePath(o.remote, folder);
+  const day = o.now.toISOString().slice(0, 10);
+  const trash = remotePath(o.remote, '.trash', day, folder);
+
+  let entries: string[];
+  try {
+    entries = await readdir(o.sourceDir);
+  } catch {
+    return failure(
+      `the mirror folder ${o.sourceDir} does not exist`,
+      'Check that the data disk is mounted; nothing was pushed, so nothing at the destination was touched.',
+    );
+  }
+  if (entries.filter((e) => e !== BOOKKEEPING_DIR).length === 0 && !o.allowEmptySource) {
+    if ((await objectCount(o.remote, dst, o.signal)) > 0) {
+      return failure(
+        `the mirror folder ${o.sourceDir} is empty but ${dst.replace(/^[^:]+:/, '')} at the destination holds files`,
+        'If the data disk is not mounted, mount it. If everything was really deleted, push once with --allow-empty-source; the files will go to the trash, not away.',
+      );
+    }
+  }
+
+  const transferred: string[] = [];
+  const trashed: string[] = [];
+  let bytes = 0;
+  const args = [
+    'sync',
+    o.sourceDir,
+    dst,
+    '--backup-dir',
+    trash,
+    '--retries',
+    String(Math.max(1, o.retries)),
+    '--low-level-retries',
+    '10',
+    '-v',
+    ...excludeArgs(o.excludePatterns, o.excludePaths),
+    ...(o.dryRun ? ['--dry-run'] : []),
+  ];
+  const result = await runRclone(args, {
+    remotes: o.remote.env,
+    signal: o.signal,
+    onLine: (l) => {
+      if (l.object && /^Copied \((new|replaced existing)\)|^Skipped copy as --dry-run/.test(l.msg))
+        transferred.push(l.object);
+      else if (
+        l.object &&
+        /^Moved \(server-side\)|^Skipped move into backup dir as --dry-run/.test(l.msg)
+      )
+        trashed.push(l.object);
+      if (l.stats && typeof l.stats.bytes === 'number') bytes = l.stats.bytes;
+      o.onLine?.(l);
+    },
+  });
+  if (result.code !== 0) {
+    return {
+      ...failure(
+        `rclone sync failed: ${result.tail.at(-1) ?? `exit code ${result.code}`}`,
+        fixFor(result.tail),
+      ),
+      transferred,
+      bytes,
+      trashed,
+    };
+  }
+  if (o.dryRun || transferred.length === 0)
+    return { ok: true, transferred, bytes, trashed, verified: 0 };
+
+  // Every file sent is checked by hash against what the destination now holds.
+  const dir = await mkdtemp(join(tmpdir(), 'backupd-check-'));
+  try {
+    const list = join(dir, 'files');
+    await writeFile(list, transferred.join('\n') + '\n');
+    const check = await runRclone(['check', o.sourceDir, dst, '--one-way', '--files-from', list], {
+      remotes: o.remote.env,
+      signal: o.signal,
+      onLine: o.onLine,
+    });
+    if (check.code !== 0) {
+      return {
+        ...failure(
+          `verification failed: ${check.tail.slice(-3).join('; ')}`,
+          'The next push sends the differing files again. If it keeps failing, check the destination and the data disk.',
+        ),
+        transferred,
+        bytes,
+        trashed,
+      };
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return { ok: true, transferred, bytes, trashed, verified: transferred.length };
+}
+
+/** How many objects a destination folder holds (0 when it does not exist). */
+async function objectCount(
+  remote: DestinationRemote,
+  dst: string,
+  signal?: AbortSignal,
+): Promise<number> {
+  const r = await runRclone(['size', '--json', dst], { remotes: remote.env, signal, stdout: true });
+  if (r.code !== 0) return 0;
+  return Number((JSON.parse(r.stdout || '{}') as { count?: number }).count ?? 0);
+}
+
+function failure(message: string, fix?: string): TreePushResult {
+  return {
+    ok: false,
+    transferred: [],
+    bytes: 0,
+    trashed: [],
+    verified: 0,
+    error: { message, ...(fix ? { fix } : {}) },
+  };
+}
+
+/** Turns rclone's last error lines into advice. */
+export function fixFor(tail: string[]): string {
+  const text = tail.join('\n');
+  if (/InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|403/.test(text))
+    return 'Check the access key and secret of this destination, and that they may write to the bucket.';
+  if (/NoSuchBucket/.test(text))
+    return 'Create the bucket, or correct the bucket name in the configuration.';
+  if (/knownhosts|host key/i.test(text))
+    return "The server's host key does not match known_hosts_file: check you are talking to the right server, then update the file.";
+  if (/unable to authenticate|permission denied \(publickey/i.test(text))
+    return 'The server refused the SSH key: install the public key on the Storage Box (ssh-copy-id -p 23 -s ...).';
+  if (/connection refused|no such host|i\/o timeout|network is unreachable/i.test(text))
+    return 'The destination cannot be reached: check the endpoint or host and the network.';
+  if (/no space left|quota/i.test(text))
+    return 'The destination is full: free space or raise its quota.';
+  return 'See the log for the full rclone output; the push is retried on the next run.';
+}

@@ -1,0 +1,191 @@
+/**
+ * The repositories the rest of the daemon uses. They are asynchronous and speak in plain
+ * records so that a second implementation (PostgreSQL, for several workers sharing one queue)
+ * can stand beside the SQLite one without touching any caller.
+ */
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+export const LOG_LEVELS: LogLevel[] = ['debug', 'info', 'warn', 'error', 'fatal'];
+
+export interface EventRecord {
+  id: number;
+  /** Milliseconds since the epoch. */
+  time: number;
+  level: LogLevel;
+  source: string;
+  message: string;
+  data: Record<string, unknown> | null;
+}
+export type NewEvent = Omit<EventRecord, 'id'>;
+
+export interface EventQuery {
+  /** This level and above. */
+  level?: LogLevel;
+  source?: string;
+  since?: number;
+  until?: number;
+  /** Only events with a smaller id (paging backwards). */
+  beforeId?: number;
+  limit: number;
+}
+
+export interface EventRepository {
+  append(events: NewEvent[]): Promise<EventRecord[]>;
+  /** Newest first. */
+  list(query: EventQuery): Promise<EventRecord[]>;
+  /** Deletes events older than `before` (ms); returns how many. */
+  prune(before: number): Promise<number>;
+}
+
+export type RunStatus = 'running' | 'succeeded' | 'failed' | 'interrupted';
+export interface RunRecord {
+  id: number;
+  kind: string;
+  started_at: number;
+  finished_at: number | null;
+  status: RunStatus;
+  summary: Record<string, unknown> | null;
+}
+export interface RunRepository {
+  start(kind: string, at: number): Promise<RunRecord>;
+  finish(
+    id: number,
+    status: Exclude<RunStatus, 'running'>,
+    summary: Record<string, unknown>,
+    at: number,
+  ): Promise<void>;
+  latest(kind?: string): Promise<RunRecord | undefined>;
+  list(limit: number): Promise<RunRecord[]>;
+  /** Marks runs left 'running' by a process that died as 'interrupted'; returns how many. */
+  interruptStale(at: number): Promise<number>;
+}
+
+export interface SettingsRepository {
+  get(key: string): Promise<string | undefined>;
+  set(key: string, value: string): Promise<void>;
+  delete(key: string): Promise<void>;
+}
+
+export interface SessionRecord {
+  token_hash: string;
+  created_at: number;
+  expires_at: number;
+  last_seen_at: number;
+  ip: string | null;
+}
+export interface ApiKeyRecord {
+  id: number;
+  name: string;
+  prefix: string;
+  created_at: number;
+  last_used_at: number | null;
+  revoked_at: number | null;
+}
+export interface AuthRepository {
+  createSession(s: SessionRecord): Promise<void>;
+  getSession(tokenHash: string): Promise<SessionRecord | undefined>;
+  touchSession(tokenHash: string, at: number, expiresAt: number): Promise<void>;
+  deleteSession(tokenHash: string): Promise<void>;
+  deleteAllSessions(): Promise<void>;
+  deleteExpiredSessions(now: number): Promise<number>;
+  createApiKey(name: string, keyHash: string, prefix: string, at: number): Promise<ApiKeyRecord>;
+  listApiKeys(): Promise<ApiKeyRecord[]>;
+  findApiKey(keyHash: string): Promise<ApiKeyRecord | undefined>;
+  markApiKeyUsed(id: number, at: number): Promise<void>;
+  revokeApiKey(id: number, at: number): Promise<boolean>;
+}
+
+export type AccountStatus = 'ok' | 'needs_sign_in' | 'error' | 'paused';
+export interface AccountRecord {
+  id: number;
+  source: string;
+  email: string;
+  status: AccountStatus;
+  error_message: string | null;
+  error_fix: string | null;
+  /** The source's own resume point (e.g. Drive's changes page token). */
+  cursor: string | null;
+  last_pass_at: number | null;
+  created_at: number;
+}
+export interface AccountRepository {
+  list(source?: string): Promise<AccountRecord[]>;
+  upsert(source: string, email: string, at: number): Promise<AccountRecord>;
+  setStatus(
+    id: number,
+    status: AccountStatus,
+    error?: { message: string; fix?: string },
+  ): Promise<void>;
+  setCursor(id: number, cursor: string | null, passAt: number): Promise<void>;
+}
+
+export interface FileRecord {
+  id: number;
+  source: string;
+  rel_path: string;
+  size: number;
+  mtime_ms: number;
+  inode: number | null;
+  sha256: string | null;
+  state: 'present' | 'deleted';
+  updated_at: number;
+}
+export interface FileTotals {
+  source: string;
+  files: number;
+  bytes: number;
+}
+export interface FileRepository {
+  get(source: string, relPath: string): Promise<FileRecord | undefined>;
+  upsert(f: Omit<FileRecord, 'id'>): Promise<FileRecord>;
+  markDeleted(source: string, relPath: string, at: number): Promise<void>;
+  totals(): Promise<FileTotals[]>;
+}
+
+export type QueueOp = 'upsert' | 'delete' | 'move';
+export type QueueState = 'pending' | 'running' | 'done' | 'failed' | 'held';
+export interface QueueCounts {
+  pending: number;
+  running: number;
+  failed: number;
+  held: number;
+}
+export interface QueueRepository {
+  counts(destination?: string): Promise<QueueCounts>;
+}
+
+export interface DestinationTotals {
+  destination: string;
+  files: number;
+  bytes: number;
+  last_success_at: number | null;
+}
+export interface DestinationFileRepository {
+  /** Records that a file is present and verified at a destination. */
+  markVerified(
+    destination: string,
+    source: string,
+    relPath: string,
+    size: number,
+    at: number,
+  ): Promise<void>;
+  totals(): Promise<DestinationTotals[]>;
+}
+
+export interface State {
+  readonly url: string;
+  settings: SettingsRepository;
+  events: EventRepository;
+  runs: RunRepository;
+  auth: AuthRepository;
+  accounts: AccountRepository;
+  files: FileRepository;
+  destinationFiles: DestinationFileRepository;
+  queue: QueueRepository;
+  /** `ok` or the problems `PRAGMA integrity_check` (or its equivalent) reports. */
+  integrityCheck(): Promise<string[]>;
+  /** A consistent copy of the whole state, for the destinations' `.backupd/`. */
+  snapshotTo(file: string): Promise<void>;
+  schemaVersion(): Promise<number>;
+  close(): Promise<void>;
+}

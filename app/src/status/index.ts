@@ -1,0 +1,167 @@
+/**
+ * What the appliance is doing, from the state and the configuration: served by
+ * `GET /api/status`, printed by `backupd status`, shown on the panel's overview.
+ */
+import { z } from 'zod';
+import type { Runtime, DestinationName, SourceName } from '../config/index.js';
+import type { RunRecord, State } from '../state/index.js';
+import { describeDestination } from '../push/destinations.js';
+
+const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : null);
+const problem = z.object({ message: z.string(), fix: z.string().optional() }).nullable();
+
+export const runView = z
+  .object({
+    id: z.number(),
+    kind: z.string(),
+    started_at: z.string(),
+    finished_at: z.string().nullable(),
+    status: z.enum(['running', 'succeeded', 'failed', 'interrupted']),
+    summary: z.record(z.string(), z.unknown()).nullable(),
+  })
+  .meta({ id: 'Run' });
+
+export const statusReport = z
+  .object({
+    state: z.enum(['idle', 'syncing', 'paused', 'error']),
+    version: z.string(),
+    started_at: z.string(),
+    uptime_seconds: z.number(),
+    sources: z.array(
+      z.object({
+        name: z.string(),
+        enabled: z.boolean(),
+        local_path: z.string(),
+        files: z.number(),
+        bytes: z.number(),
+        accounts: z.array(
+          z.object({
+            email: z.string(),
+            status: z.enum(['ok', 'needs_sign_in', 'error', 'paused']),
+            last_pass_at: z.string().nullable(),
+            error: problem,
+          }),
+        ),
+      }),
+    ),
+    destinations: z.array(
+      z.object({
+        name: z.string(),
+        type: z.string(),
+        enabled: z.boolean(),
+        target: z.string(),
+        health: z.enum(['ok', 'failing', 'unknown']),
+        last_success_at: z.string().nullable(),
+        error: problem,
+      }),
+    ),
+    queue: z.object({
+      pending: z.number(),
+      running: z.number(),
+      failed: z.number(),
+      held: z.number(),
+    }),
+    last_run: runView.nullable(),
+  })
+  .meta({ id: 'Status' });
+export type StatusReport = z.infer<typeof statusReport>;
+
+export const toRunView = (r: RunRecord): z.infer<typeof runView> => ({
+  id: r.id,
+  kind: r.kind,
+  started_at: iso(r.started_at)!,
+  finished_at: iso(r.finished_at),
+  status: r.status,
+  summary: r.summary,
+});
+
+export const SOURCE_NAMES: SourceName[] = ['google_drive', 'google_photos'];
+export const DESTINATION_NAMES: DestinationName[] = ['aws_s3', 'eu_provider', 'local'];
+
+/** The per-destination outcome a sync run records in its summary. */
+export interface DestinationOutcome {
+  ok: boolean;
+  finished_at: string;
+  error?: { message: string; fix?: string };
+}
+
+export async function collectStatus(deps: {
+  runtime: Runtime;
+  state: State;
+  version: string;
+  startedAt: number;
+  now?: number;
+  busy?: boolean;
+}): Promise<StatusReport> {
+  const { runtime, state } = deps;
+  const cfg = runtime.config;
+  const now = deps.now ?? Date.now();
+  const [accounts, fileTotals, queue, lastRun, lastSync] = await Promise.all([
+    state.accounts.list(),
+    state.files.totals(),
+    state.queue.counts(),
+    state.runs.latest(),
+    state.runs.latest('sync'),
+  ]);
+  const outcomes = (lastSync?.summary?.destinations ?? {}) as Record<string, DestinationOutcome>;
+  const lastOk = JSON.parse(
+    (await state.settings.get('destinations.last_success')) ?? '{}',
+  ) as Record<string, string>;
+
+  const sources = SOURCE_NAMES.map((name) => {
+    const totals = fileTotals.find((t) => t.source === name);
+    return {
+      name,
+      enabled: cfg.sources[name].enabled,
+      local_path: runtime.sourcePath(name),
+      files: totals?.files ?? 0,
+      bytes: totals?.bytes ?? 0,
+      accounts: accounts
+        .filter((a) => a.source === name)
+        .map((a) => ({
+          email: a.email,
+          status: a.status,
+          last_pass_at: iso(a.last_pass_at),
+          error: a.error_message
+            ? { message: a.error_message, ...(a.error_fix ? { fix: a.error_fix } : {}) }
+            : null,
+        })),
+    };
+  });
+
+  const destinations = DESTINATION_NAMES.filter((name) => cfg.destinations[name].enabled).map(
+    (name) => {
+      const d = describeDestination(runtime, name);
+      const outcome = outcomes[name];
+      return {
+        name,
+        type: d.type,
+        enabled: true,
+        target: d.target,
+        health: outcome
+          ? outcome.ok
+            ? ('ok' as const)
+            : ('failing' as const)
+          : ('unknown' as const),
+        last_success_at: lastOk[name] ?? null,
+        error:
+          outcome && !outcome.ok ? (outcome.error ?? { message: 'the last push failed' }) : null,
+      };
+    },
+  );
+
+  const anyFailing =
+    destinations.some((d) => d.health === 'failing') ||
+    accounts.some((a) => a.status === 'error' || a.status === 'needs_sign_in');
+  const running = deps.busy || lastRun?.status === 'running';
+  return {
+    state: running ? 'syncing' : anyFailing ? 'error' : 'idle',
+    version: deps.version,
+    started_at: iso(deps.startedAt)!,
+    uptime_seconds: Math.round((now - deps.startedAt) / 1000),
+    sources,
+    destinations,
+    queue,
+    last_run: lastRun ? toRunView(lastRun) : null,
+  };
+}
