@@ -30,12 +30,8 @@ export interface ApiServer {
 
 const MAX_BODY = 1024 * 1024;
 
-export function buildApi(
-  deps: ApiDeps,
-  opts: { webRoot?: string } = {},
-): { app: Koa; routes: Route[]; streams: Set<PassThrough> } {
-  const log = deps.logger.child({ source: 'api' });
-  const streams = new Set<PassThrough>();
+/** Every route of the API, described once (validation, handlers and the OpenAPI document). */
+export function apiRoutes(deps: ApiDeps, streams = new Set<PassThrough>()): Route[] {
   const routes: Route[] = [
     ...systemRoutes(deps),
     ...authRoutes(deps),
@@ -52,6 +48,16 @@ export function buildApi(
       handler: () => openApiDocument(routes, { version: deps.version }),
     }),
   );
+  return routes;
+}
+
+export function buildApi(
+  deps: ApiDeps,
+  opts: { webRoot?: string } = {},
+): { app: Koa; routes: Route[]; streams: Set<PassThrough> } {
+  const log = deps.logger.child({ source: 'api' });
+  const streams = new Set<PassThrough>();
+  const routes = apiRoutes(deps, streams);
 
   const app = new Koa({ proxy: false });
   app.silent = true;

@@ -110,7 +110,8 @@ export function resolveRuntime(
         ...secrets.list().map((s) => s.name),
       ]);
       const values = [...names].map(secret).filter((v): v is string => !!v);
-      return [...new Set([...values, ...Object.values(loaded.inlineSecrets)])];
+      // Also values shadowed by the environment: still secrets, wherever they turn up.
+      return [...new Set([...values, ...secrets.values(), ...Object.values(loaded.inlineSecrets)])];
     },
     destinationEndpoint: (name) => {
       const configured = getPath(config, `destinations.${name}.endpoint`) as string | undefined;

@@ -39,6 +39,12 @@ export const PARTIAL_PATTERN = '*.backupd-partial';
 /** The daemon's own folder inside a mirror folder; pushed separately, as `.backupd/`. */
 export const BOOKKEEPING_DIR = '.backupd';
 
+/** rclone's log lines for a file sent (or that would be, on a dry run). */
+const SENT = /^(Copied \((new|replaced existing)\)|Skipped copy as --dry-run)/;
+/** ... and for an old version going into the trash: a server-side move (local, SFTP) or copy + delete (S3). */
+const TRASHED =
+  /^(Moved \(server-side\)|Copied \(server-side copy\)|Moved into backup dir|Skipped move into backup dir)/;
+
 export const remotePath = (remote: DestinationRemote, ...parts: string[]) =>
   `${remote.remote}:${[remote.root, ...parts]
     .filter(Boolean)
@@ -77,8 +83,19 @@ export async function pushTree(o: TreePushOptions): Promise<TreePushResult> {
   }
 
   const transferred: string[] = [];
-  const trashed: string[] = [];
+  const trashed = new Set<string>();
   let bytes = 0;
+  const result = (r: {
+    verified: number;
+    error?: { message: string; fix?: string };
+  }): TreePushResult => ({
+    ok: !r.error,
+    transferred,
+    bytes,
+    trashed: [...trashed],
+    verified: r.verified,
+    ...(r.error ? { error: r.error } : {}),
+  });
   const args = [
     'sync',
     o.sourceDir,
@@ -93,34 +110,26 @@ export async function pushTree(o: TreePushOptions): Promise<TreePushResult> {
     ...excludeArgs(o.excludePatterns, o.excludePaths),
     ...(o.dryRun ? ['--dry-run'] : []),
   ];
-  const result = await runRclone(args, {
+  const sync = await runRclone(args, {
     remotes: o.remote.env,
     signal: o.signal,
     onLine: (l) => {
-      if (l.object && /^Copied \((new|replaced existing)\)|^Skipped copy as --dry-run/.test(l.msg))
-        transferred.push(l.object);
-      else if (
-        l.object &&
-        /^Moved \(server-side\)|^Skipped move into backup dir as --dry-run/.test(l.msg)
-      )
-        trashed.push(l.object);
+      if (l.object && SENT.test(l.msg)) transferred.push(l.object);
+      else if (l.object && TRASHED.test(l.msg)) trashed.add(l.object);
       if (l.stats && typeof l.stats.bytes === 'number') bytes = l.stats.bytes;
       o.onLine?.(l);
     },
   });
-  if (result.code !== 0) {
-    return {
-      ...failure(
-        `rclone sync failed: ${result.tail.at(-1) ?? `exit code ${result.code}`}`,
-        fixFor(result.tail),
-      ),
-      transferred,
-      bytes,
-      trashed,
-    };
+  if (sync.code !== 0) {
+    return result({
+      verified: 0,
+      error: {
+        message: `rclone sync failed: ${sync.tail.at(-1) ?? `exit code ${sync.code}`}`,
+        fix: fixFor(sync.tail),
+      },
+    });
   }
-  if (o.dryRun || transferred.length === 0)
-    return { ok: true, transferred, bytes, trashed, verified: 0 };
+  if (o.dryRun || transferred.length === 0) return result({ verified: 0 });
 
   // Every file sent is checked by hash against what the destination now holds.
   const dir = await mkdtemp(join(tmpdir(), 'backupd-check-'));
@@ -133,20 +142,18 @@ export async function pushTree(o: TreePushOptions): Promise<TreePushResult> {
       onLine: o.onLine,
     });
     if (check.code !== 0) {
-      return {
-        ...failure(
-          `verification failed: ${check.tail.slice(-3).join('; ')}`,
-          'The next push sends the differing files again. If it keeps failing, check the destination and the data disk.',
-        ),
-        transferred,
-        bytes,
-        trashed,
-      };
+      return result({
+        verified: 0,
+        error: {
+          message: `verification failed: ${check.tail.slice(-3).join('; ')}`,
+          fix: 'The next push sends the differing files again. If it keeps failing, check the destination and the data disk.',
+        },
+      });
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-  return { ok: true, transferred, bytes, trashed, verified: transferred.length };
+  return result({ verified: transferred.length });
 }
 
 /** How many objects a destination folder holds (0 when it does not exist). */

@@ -1,0 +1,267 @@
+// `backupd sync --once` pushing one mirror to three destinations at once: a local second disk,
+// S3 (the Ceph gateway) and a Storage Box (OpenSSH), through rclone. Creations, overwrites,
+// moves and deletions end up the same everywhere, old versions under .trash/, metadata under
+// .backupd/, and a destination that fails does not stop the others.
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanEnv, makeHome, runCli, type Home } from '../helpers/daemon.js';
+import {
+  loadTestServices,
+  rcloneEnv,
+  s3RemoteEnv,
+  sftpRemoteEnv,
+  type TestServices,
+} from '../helpers/services.js';
+
+const exec = promisify(execFile);
+let svc: TestServices;
+let home: Home;
+let env: NodeJS.ProcessEnv;
+const bucket = `push-${randomBytes(4).toString('hex')}`;
+const boxPath = `box-${randomBytes(4).toString('hex')}`;
+const today = new Date().toISOString().slice(0, 10);
+
+async function tree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (d: string) => {
+    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else
+        out[path.relative(dir, p)] = createHash('sha256')
+          .update(await readFile(p))
+          .digest('hex');
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+/** Copies a destination folder back with rclone and hashes it. */
+async function remoteTree(remote: 'S3' | 'BOX', sub: string): Promise<Record<string, string>> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'backupd-readback-'));
+  try {
+    const root = remote === 'S3' ? `S3:${bucket}/${sub}` : `BOX:${boxPath}/${sub}`;
+    await exec('rclone', ['copy', root, dir], {
+      env: rcloneEnv({
+        RCLONE_CONFIG: '/dev/null',
+        ...s3RemoteEnv('S3', svc.s3),
+        ...sftpRemoteEnv('BOX', svc.sftp),
+      }),
+    });
+    return await tree(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function sync(extraArgs: string[] = [], e = env) {
+  const r = await runCli(['sync', '--once', '--json', '--config', home.config, ...extraArgs], {
+    env: e,
+  });
+  let summary: any;
+  try {
+    summary = JSON.parse(r.stdout);
+  } catch {
+    throw new Error(`sync printed no JSON (exit ${r.code}): ${r.stdout}\n${r.stderr}`);
+  }
+  return { code: r.code, summary, stderr: r.stderr };
+}
+
+beforeAll(async () => {
+  svc = loadTestServices();
+  home = await makeHome(() => ({
+    destinations: {
+      aws_s3: {
+        enabled: true,
+        bucket,
+        endpoint: svc.s3.endpoint,
+        region: svc.s3.region,
+        storage_class: 'STANDARD',
+        server_side_encryption: 'none',
+      },
+      eu_provider: {
+        enabled: true,
+        type: 'hetzner_storage_box',
+        host: svc.sftp.host,
+        port: svc.sftp.port,
+        user: svc.sftp.user,
+        ssh_key_file: svc.sftp.keyFile,
+        known_hosts_file: svc.sftp.knownHostsFile,
+        path: boxPath,
+      },
+    },
+  }));
+  env = cleanEnv({
+    AWS_ACCESS_KEY_ID: svc.s3.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: svc.s3.secretAccessKey,
+  });
+  const acct = path.join(home.drive, 'someone@example.com', 'My Drive');
+  await mkdir(path.join(acct, 'Taxes', '2025'), { recursive: true });
+  await writeFile(path.join(acct, 'notes.txt'), 'first version\n');
+  await writeFile(path.join(acct, 'Taxes', '2025', 'return.pdf'), randomBytes(3 * 1024 * 1024));
+  await writeFile(path.join(acct, 'Été à Zürich — photos.txt'), 'unicode names survive\n');
+  await writeFile(path.join(acct, 'scratch.tmp'), 'excluded by exclude_patterns\n');
+  await writeFile(path.join(acct, 'half-downloaded.pdf.backupd-partial'), 'never pushed\n');
+  await mkdir(path.join(home.photos, 'someone@example.com', '2024', '07', '14'), {
+    recursive: true,
+  });
+  await writeFile(
+    path.join(home.photos, 'someone@example.com', '2024', '07', '14', 'IMG_0001.jpg'),
+    randomBytes(200_000),
+  );
+});
+
+afterAll(async () => {
+  await exec('rclone', ['purge', `S3:${bucket}`], {
+    env: rcloneEnv({ RCLONE_CONFIG: '/dev/null', ...s3RemoteEnv('S3', svc.s3) }),
+  }).catch(() => {});
+  await home?.cleanup();
+});
+
+const pushed = (t: Record<string, string>) =>
+  Object.fromEntries(
+    Object.entries(t).filter(([p]) => !p.endsWith('.tmp') && !p.endsWith('.backupd-partial')),
+  );
+
+describe('sync --once to three destinations', () => {
+  it('sends the whole mirror to each, verified, with the metadata under .backupd/', async () => {
+    const { code, summary, stderr } = await sync();
+    expect(stderr).toBe('');
+    expect(summary.destinations.local.error).toBeUndefined();
+    expect(summary.destinations.aws_s3.error).toBeUndefined();
+    expect(summary.destinations.eu_provider.error).toBeUndefined();
+    expect(code).toBe(0);
+    for (const name of ['local', 'aws_s3', 'eu_provider']) {
+      expect(summary.destinations[name]).toMatchObject({ ok: true, transferred: 4, verified: 4 });
+    }
+    const drive = pushed(await tree(home.drive));
+    const photos = await tree(home.photos);
+    expect(Object.keys(drive)).toHaveLength(3);
+    expect(await tree(path.join(home.secondDisk, 'google-drive'))).toEqual(drive);
+    expect(await tree(path.join(home.secondDisk, 'google-photos'))).toEqual(photos);
+    expect(await remoteTree('S3', 'google-drive')).toEqual(drive);
+    expect(await remoteTree('S3', 'google-photos')).toEqual(photos);
+    expect(await remoteTree('BOX', 'google-drive')).toEqual(drive);
+    const meta = await remoteTree('BOX', '.backupd');
+    expect(Object.keys(meta).sort()).toEqual(['config.yaml', 'state.db']);
+    const s3Meta = await remoteTree('S3', '.backupd');
+    expect(Object.keys(s3Meta).sort()).toEqual(['config.yaml', 'state.db']);
+  });
+
+  it('sends nothing the second time', async () => {
+    const { code, summary } = await sync();
+    expect(code).toBe(0);
+    for (const name of ['local', 'aws_s3', 'eu_provider'])
+      expect(summary.destinations[name]).toMatchObject({ ok: true, transferred: 0, trashed: 0 });
+  });
+
+  it('mirrors overwrites, moves and deletions, keeping every old version under .trash/', async () => {
+    const acct = path.join(home.drive, 'someone@example.com', 'My Drive');
+    const oldNotes = await readFile(path.join(acct, 'notes.txt'));
+    const oldReturn = await readFile(path.join(acct, 'Taxes', '2025', 'return.pdf'));
+    await writeFile(path.join(acct, 'notes.txt'), 'second version, longer than the first\n');
+    await mkdir(path.join(acct, 'Archive'), { recursive: true });
+    await rename(
+      path.join(acct, 'Taxes', '2025', 'return.pdf'),
+      path.join(acct, 'Archive', 'return-2025.pdf'),
+    );
+    await rm(path.join(acct, 'Été à Zürich — photos.txt'));
+    await writeFile(path.join(acct, 'new.txt'), 'a new file\n');
+
+    const dry = await sync(['--dry-run']);
+    expect(dry.code).toBe(0);
+    const mine = (f: string) => `google-drive/someone@example.com/My Drive/${f}`;
+    expect(dry.summary.destinations.local.would_send.sort()).toEqual([
+      mine('Archive/return-2025.pdf'),
+      mine('new.txt'),
+      mine('notes.txt'),
+    ]);
+    expect(dry.summary.destinations.local.would_trash.sort()).toEqual([
+      mine('Taxes/2025/return.pdf'),
+      mine('Été à Zürich — photos.txt'),
+    ]);
+    expect(await tree(path.join(home.secondDisk, '.trash'))).toEqual({});
+
+    const { code, summary } = await sync();
+    expect(code).toBe(0);
+    const drive = pushed(await tree(home.drive));
+    expect(await tree(path.join(home.secondDisk, 'google-drive'))).toEqual(drive);
+    expect(await remoteTree('S3', 'google-drive')).toEqual(drive);
+    expect(await remoteTree('BOX', 'google-drive')).toEqual(drive);
+
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    const expectedTrash = {
+      'someone@example.com/My Drive/notes.txt': sha(oldNotes),
+      'someone@example.com/My Drive/Taxes/2025/return.pdf': sha(oldReturn),
+      'someone@example.com/My Drive/Été à Zürich — photos.txt': expect.any(String),
+    };
+    expect(await tree(path.join(home.secondDisk, '.trash', today, 'google-drive'))).toEqual(
+      expectedTrash,
+    );
+    expect(await remoteTree('S3', `.trash/${today}/google-drive`)).toEqual(expectedTrash);
+    expect(await remoteTree('BOX', `.trash/${today}/google-drive`)).toEqual(expectedTrash);
+    expect(summary.destinations.aws_s3.trashed).toBe(3);
+  });
+
+  it('keeps pushing to the healthy destinations when one fails, and says how to fix the other', async () => {
+    await writeFile(
+      path.join(home.drive, 'someone@example.com', 'My Drive', 'after-failure.txt'),
+      'x\n',
+    );
+    const bad = cleanEnv({
+      AWS_ACCESS_KEY_ID: svc.s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: 'wrong-secret-wrong-secret-wrong',
+    });
+    const { code, summary } = await sync([], bad);
+    expect(code).toBe(1);
+    expect(summary.ok).toBe(false);
+    expect(summary.destinations.aws_s3.ok).toBe(false);
+    expect(summary.destinations.aws_s3.error.fix).toMatch(/access key/i);
+    expect(summary.destinations.eu_provider).toMatchObject({ ok: true, transferred: 1 });
+    expect(summary.destinations.local).toMatchObject({ ok: true, transferred: 1 });
+
+    const status = await runCli(['status', '--json', '--config', home.config], { env });
+    const dests = JSON.parse(status.stdout).destinations as {
+      name: string;
+      health: string;
+      error: unknown;
+    }[];
+    expect(dests.find((d) => d.name === 'aws_s3')).toMatchObject({
+      health: 'failing',
+      error: { fix: expect.stringMatching(/access key/i) },
+    });
+    expect(dests.find((d) => d.name === 'local')).toMatchObject({ health: 'ok', error: null });
+
+    const healed = await sync();
+    expect(healed.code).toBe(0);
+    expect(healed.summary.destinations.aws_s3).toMatchObject({ ok: true, transferred: 1 });
+  });
+
+  it('refuses to push an empty mirror folder over a full destination (an unmounted disk)', async () => {
+    const moved = `${home.drive}-elsewhere`;
+    await rename(home.drive, moved);
+    await mkdir(home.drive);
+    try {
+      const { code, summary } = await sync();
+      expect(code).toBe(1);
+      expect(summary.destinations.local.error.message).toContain('is empty');
+      expect(summary.destinations.local.error.fix).toContain('--allow-empty-source');
+      expect(
+        Object.keys(await tree(path.join(home.secondDisk, 'google-drive'))).length,
+      ).toBeGreaterThan(0);
+      await rm(home.drive, { recursive: true });
+      const missing = await sync();
+      expect(missing.code).toBe(1);
+      expect(missing.summary.destinations.local.error.message).toContain('does not exist');
+    } finally {
+      await rm(home.drive, { recursive: true, force: true });
+      await rename(moved, home.drive);
+    }
+  });
+});
