@@ -98,7 +98,7 @@ export function buildApi(
       if (deps.redactor.contains(text)) {
         log.error(
           { path: ctx.path },
-          'an answer contained a secret value; it was redacted (this is a bug, please report it)',
+          'a secret value in an answer was replaced by [REDACTED]',
         );
         ctx.body = JSON.parse(deps.redactor.redact(text));
       }
