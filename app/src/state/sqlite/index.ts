@@ -37,12 +37,21 @@ export function openSqliteState(path: string): State {
       `cannot open the state database ${path}: ${(err as Error).message}. Check that the data disk is mounted and writable.`,
     );
   }
-  db.pragma('journal_mode = WAL');
-  // NORMAL keeps the database consistent across a crash or power loss; a power loss may undo the
-  // last commits, which the daemon then redoes (every operation is idempotent).
-  db.pragma('synchronous = NORMAL');
-  db.pragma('foreign_keys = ON');
-  migrate(db, path);
+  try {
+    db.pragma('journal_mode = WAL');
+    // NORMAL keeps the database consistent across a crash or power loss; a power loss may undo the
+    // last commits, which the daemon then redoes (every operation is idempotent).
+    db.pragma('synchronous = NORMAL');
+    db.pragma('foreign_keys = ON');
+    migrate(db, path);
+  } catch (err) {
+    if (db.open) db.close();
+    if (err instanceof StateError) throw err;
+    // SQLite opens a file lazily: a damaged or foreign file shows up only here ("file is not a database").
+    throw new StateError(
+      `cannot use the state database ${path}: ${(err as Error).message}. It is damaged or not a backupd database: restore it from a backup, or move it away to start with an empty state.`,
+    );
+  }
 
   const prepared = new Map<string, Database.Statement>();
   const stmt = <T = unknown>(sql: string) => {
