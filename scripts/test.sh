@@ -6,6 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 require_node
 install_system_packages
+# Debian's Chromium drives the panel in the end-to-end tests.
+apt_install chromium fonts-dejavu-core
 bash "$REPO_ROOT/scripts/test-services.sh" install
 install_npm_packages
 build
@@ -14,6 +16,7 @@ cd "$REPO_ROOT"
 say "lint and types"
 npm run lint --silent
 npm run typecheck -w app --silent
+npm run check -w web --silent
 
 say "starting the test services"
 bash scripts/test-services.sh start

@@ -157,7 +157,7 @@ export function openApiDocument(
       title: 'backupd API',
       version: info.version,
       description:
-        'The API of the backup appliance. Every route but health, version, setup and login needs a session cookie (from login) or an API key (Authorization: Bearer).',
+        'The API of the backup appliance. Routes whose security is empty (health, version, setup, session, login, logout, this document) are public; every other route needs a session cookie (from login) or an API key (Authorization: Bearer).',
     },
     servers: [{ url: '/' }],
     components: {

@@ -96,10 +96,7 @@ export function buildApi(
     ) {
       const text = JSON.stringify(ctx.body);
       if (deps.redactor.contains(text)) {
-        log.error(
-          { path: ctx.path },
-          'a secret value in an answer was replaced by [REDACTED]',
-        );
+        log.error({ path: ctx.path }, 'a secret value in an answer was replaced by [REDACTED]');
         ctx.body = JSON.parse(deps.redactor.redact(text));
       }
     }

@@ -24,7 +24,8 @@ const USAGE = `backupd ${VERSION}: Google Drive and Photos, mirrored and pushed,
 
 Usage: backupd <command> [--config FILE]
 
-  start                    run the daemon: API and panel, watcher, push workers, schedules
+  start                    run the daemon: the API and admin panel, systemd readiness and
+                           watchdog, housekeeping (the watcher and push workers come next)
   sync --once [--json] [--dry-run] [--allow-empty-source]
                            one complete pass: pull, push, verify; exit 0 only if all succeeded
   status [--json]          what the appliance is doing

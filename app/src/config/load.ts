@@ -181,8 +181,12 @@ function describeIssues(issues: z.core.$ZodIssue[], lineOf: LineFinder): ConfigP
       }
       continue;
     }
-    const got = 'input' in issue && issue.input !== undefined ? `got ${show(issue.input)}, ` : '';
     const key = configKey(dotted.replace(/\.\d+$/, ''));
+    // A secret in the wrong shape is still a secret: never echo it.
+    const got =
+      'input' in issue && issue.input !== undefined && !key?.secret
+        ? `got ${show(issue.input)}, `
+        : '';
     let expected: string;
     switch (issue.code) {
       case 'invalid_type':

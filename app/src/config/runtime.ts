@@ -6,7 +6,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configKey, secretPaths } from './keys.js';
 import { getPath, type LoadedConfig } from './load.js';
-import type { Config, DestinationName, SourceName } from './schema.js';
+import { isLoopbackHost, type Config, type DestinationName, type SourceName } from './schema.js';
 import { SecretStore } from './secrets.js';
 
 export interface Runtime {
@@ -58,6 +58,7 @@ export function resolveRuntime(
     ? abs(config.daemon.state_dir)
     : join(dirname(sourcePath('google_drive')), '.backupd');
 
+  checkEnvEndpoint(config, env);
   const database = parseDatabaseUrl(env.DATABASE_URL, stateDir);
   const secrets = new SecretStore(
     config.security.secrets_file
@@ -119,6 +120,26 @@ export function resolveRuntime(
       return name === 'aws_s3' ? env.AWS_ENDPOINT_URL || undefined : undefined;
     },
   };
+}
+
+/** The same rule as for a configured endpoint: plain http only to this machine, or when asked. */
+function checkEnvEndpoint(config: Config, env: NodeJS.ProcessEnv): void {
+  const s3 = config.destinations.aws_s3;
+  const url = env.AWS_ENDPOINT_URL;
+  if (!s3.enabled || s3.endpoint || !url || !/^http:\/\//i.test(url)) return;
+  let host: string;
+  try {
+    host = new URL(url).hostname;
+  } catch {
+    throw new RuntimeError(
+      `AWS_ENDPOINT_URL "${url}" is not a URL: expected e.g. https://s3.example.com`,
+    );
+  }
+  if (!isLoopbackHost(host) && (s3.ssl_verify ?? config.security.ssl_verify)) {
+    throw new RuntimeError(
+      `AWS_ENDPOINT_URL ${url} is plain http:// to ${host}: use https://, or set destinations.aws_s3.ssl_verify: false to accept an unencrypted connection.`,
+    );
+  }
 }
 
 const trimSlash = (s: string) => s.replace(/\/+$/, '');

@@ -69,8 +69,10 @@ const storageClass = z
     'GLACIER',
     'DEEP_ARCHIVE',
   ])
-  .default('INTELLIGENT_TIERING')
-  .describe('S3 storage class of uploaded objects.');
+  .optional()
+  .describe(
+    "S3 storage class of uploaded objects. Default: INTELLIGENT_TIERING on AWS; the provider's own default on another endpoint (many S3-compatible servers accept only STANDARD).",
+  );
 
 const googleDrive = z
   .strictObject({
@@ -132,8 +134,9 @@ const awsS3 = z
       addition: true,
     }),
     storage_class: storageClass,
-    server_side_encryption: meta(z.enum(['AES256', 'aws:kms', 'none']).default('AES256'), {
-      description: 'Server-side encryption requested for every object.',
+    server_side_encryption: meta(z.enum(['AES256', 'aws:kms', 'none']).optional(), {
+      description:
+        'Server-side encryption requested for every object. Default: AES256 on AWS; none on another endpoint.',
       addition: true,
     }),
     ssl_verify: meta(z.boolean().optional(), {

@@ -83,8 +83,10 @@ export class ConfigService extends EventEmitter<{ changed: [Runtime] }> {
   }
 
   /**
-   * Replaces the configuration. Secret keys in `input`: a string sets it in the store, null
-   * removes it from the store, absent leaves it as it is. Secrets never reach the file.
+   * Changes the configuration: `input` is merged onto the current one (a key absent keeps its
+   * value, null returns it to its default, lists are replaced whole), so a client that sends one
+   * section cannot reset the rest. Secret keys: a string sets it in the store, null removes it
+   * from the store, absent leaves it as it is. Secrets never reach the file.
    */
   async update(input: unknown): Promise<{ view: ConfigView; restartRequired: string[] }> {
     if (input === null || typeof input !== 'object' || Array.isArray(input)) {
@@ -92,7 +94,10 @@ export class ConfigService extends EventEmitter<{ changed: [Runtime] }> {
         { path: '', message: 'expected the configuration as a JSON object' },
       ]);
     }
-    const body = structuredClone(input) as Record<string, unknown>;
+    const body = mergeConfig(
+      this.view().config as unknown as Record<string, unknown>,
+      input as Record<string, unknown>,
+    );
     const secretChanges: [string, string | null][] = [];
     const problems: ConfigProblem[] = [];
     for (const p of secretPaths()) {
@@ -106,6 +111,7 @@ export class ConfigService extends EventEmitter<{ changed: [Runtime] }> {
       } else secretChanges.push([p, v as string | null]);
       setPath(body, p, undefined);
     }
+    dropNulls(body);
     const result = validateConfig(body);
     if (!result.ok || problems.length)
       throw new ConfigError(undefined, [...problems, ...(result.ok ? [] : result.problems)]);
@@ -146,5 +152,39 @@ export class ConfigService extends EventEmitter<{ changed: [Runtime] }> {
     if (value === null) this.current.secrets.delete(name);
     else this.current.secrets.set(name, value);
     this.emit('changed', this.current);
+  }
+}
+
+/** `patch` over `base`: objects merged key by key, null removes a key, anything else replaces. */
+function mergeConfig(
+  base: Record<string, unknown>,
+  patch: Record<string, unknown>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(patch)) {
+    const cur = out[k];
+    if (v === null) {
+      // Kept as null: for a secret it means "remove from the store", for any other key "default".
+      out[k] = null;
+    } else if (
+      v &&
+      typeof v === 'object' &&
+      !Array.isArray(v) &&
+      cur &&
+      typeof cur === 'object' &&
+      !Array.isArray(cur)
+    ) {
+      out[k] = mergeConfig(cur as Record<string, unknown>, v as Record<string, unknown>);
+    } else out[k] = v;
+  }
+  return out;
+}
+
+/** A key set to null returns to its default: it leaves the file. */
+function dropNulls(obj: Record<string, unknown>): void {
+  for (const [k, v] of Object.entries(obj)) {
+    if (v === null) delete obj[k];
+    else if (v && typeof v === 'object' && !Array.isArray(v))
+      dropNulls(v as Record<string, unknown>);
   }
 }

@@ -91,7 +91,8 @@ export function createLogger(setup: LogSetup): LogHandle {
   const logger = pino(
     {
       level: setup.level,
-      base: { source: 'daemon' },
+      // `source` comes from child loggers; a line without one is the daemon's.
+      base: undefined,
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACT_PATHS, censor: REDACTED },
       formatters: { level: (_label, number) => ({ level: number }) },

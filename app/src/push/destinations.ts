@@ -102,9 +102,11 @@ export function describeDestination(
           region: c.region,
           endpoint: endpoint ? withScheme(endpoint) : undefined,
           force_path_style: endpoint ? 'true' : undefined,
-          storage_class: c.storage_class,
-          server_side_encryption:
-            c.server_side_encryption === 'none' ? undefined : c.server_side_encryption,
+          // AWS's own features by default on AWS only: other S3 servers often refuse them.
+          storage_class: c.storage_class ?? (endpoint ? undefined : 'INTELLIGENT_TIERING'),
+          server_side_encryption: ((sse) => (sse === 'none' ? undefined : sse))(
+            c.server_side_encryption ?? (endpoint ? 'none' : 'AES256'),
+          ),
           no_check_certificate:
             (c.ssl_verify ?? runtime.config.security.ssl_verify) ? undefined : 'true',
         }),

@@ -63,14 +63,38 @@ export async function syncOnce(
   deps: { runtime: Runtime; state: State; logger: Logger; configView: () => ConfigView },
   opts: SyncOptions = {},
 ): Promise<SyncSummary> {
-  const { runtime, state } = deps;
+  const { state } = deps;
   const log = deps.logger.child({ source: 'sync' });
   const now = opts.now ?? (() => new Date());
   const startedAt = now();
   const run = await state.runs.start('sync', startedAt.getTime());
-  const cfg = runtime.config;
   log.info({ run_id: run.id, dry_run: !!opts.dryRun }, 'sync pass started');
 
+  try {
+    return await runPass(deps, opts, run.id, startedAt, now);
+  } catch (err) {
+    // The run never stays 'running' after the pass is gone.
+    await state.runs.finish(
+      run.id,
+      'failed',
+      { ok: false, error: (err as Error).message },
+      now().getTime(),
+    );
+    log.error({ err, run_id: run.id }, `sync pass stopped: ${(err as Error).message}`);
+    throw err;
+  }
+}
+
+async function runPass(
+  deps: { runtime: Runtime; state: State; logger: Logger; configView: () => ConfigView },
+  opts: SyncOptions,
+  runId: number,
+  startedAt: Date,
+  now: () => Date,
+): Promise<SyncSummary> {
+  const { runtime, state } = deps;
+  const log = deps.logger.child({ source: 'sync' });
+  const cfg = runtime.config;
   const sources: SyncSummary['sources'] = {};
   for (const name of SOURCE_NAMES) {
     if (!cfg.sources[name].enabled) {
@@ -188,7 +212,7 @@ export async function syncOnce(
   const finishedAt = now();
   const summary: SyncSummary = {
     ok,
-    run_id: run.id,
+    run_id: runId,
     dry_run: !!opts.dryRun,
     started_at: startedAt.toISOString(),
     finished_at: finishedAt.toISOString(),
@@ -203,12 +227,12 @@ export async function syncOnce(
     await state.settings.set('destinations.last_success', JSON.stringify(lastOk));
   }
   await state.runs.finish(
-    run.id,
+    runId,
     ok ? 'succeeded' : 'failed',
     summary as unknown as Record<string, unknown>,
     finishedAt.getTime(),
   );
-  log.info({ run_id: run.id, ok }, ok ? 'sync pass finished' : 'sync pass finished with errors');
+  log.info({ run_id: runId, ok }, ok ? 'sync pass finished' : 'sync pass finished with errors');
   return summary;
 }
 

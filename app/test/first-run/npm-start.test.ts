@@ -28,12 +28,15 @@ describe('npm start on a machine with no configuration', () => {
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d));
     child.stderr.on('data', (d: Buffer) => (out += d));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const exited = new Promise<number | null>((resolve) =>
+      child.on('exit', (code) => resolve(code)),
+    );
     try {
       const url = `http://127.0.0.1:${port}`;
       await waitFor(
         `npm start to bring the daemon up (output: ${out})`,
-        async () => (await fetch(`${url}/api/health`).catch(() => undefined))?.status === 200 || undefined,
+        async () =>
+          (await fetch(`${url}/api/health`).catch(() => undefined))?.status === 200 || undefined,
         300_000,
         500,
       );
@@ -44,11 +47,19 @@ describe('npm start on a machine with no configuration', () => {
       const api = new ApiClient(url);
       expect((await api.get('/api/health')).json).toEqual({ status: 'ok' });
       expect((await api.get('/api/status')).status).toBe(401);
-      const code = await waitFor('the setup code', () => /setup code[^\n]*\n\s*\n\s+([2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{4})/.exec(out)?.[1]);
+      const code = await waitFor(
+        'the setup code',
+        () => /setup code[^\n]*\n\s*\n\s+([2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{4})/.exec(out)?.[1],
+      );
       expect(out).toContain(`http://127.0.0.1:${port}/`);
-      expect((await api.post('/api/setup', { code, password: 'a long enough password' })).status).toBe(200);
+      expect(
+        (await api.post('/api/setup', { code, password: 'a long enough password' })).status,
+      ).toBe(200);
       expect((await api.get('/api/status')).status).toBe(200);
-      expect((await new ApiClient(url).post('/api/setup', { code, password: 'a long enough password' })).status).toBe(409);
+      expect(
+        (await new ApiClient(url).post('/api/setup', { code, password: 'a long enough password' }))
+          .status,
+      ).toBe(409);
       const panel = await fetch(`${url}/`);
       expect(panel.headers.get('content-type')).toContain('text/html');
     } finally {

@@ -7,7 +7,15 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ApiClient, cleanEnv, makeHome, runCli, setUp, startDaemon, type Home } from '../helpers/daemon.js';
+import {
+  ApiClient,
+  cleanEnv,
+  makeHome,
+  runCli,
+  setUp,
+  startDaemon,
+  type Home,
+} from '../helpers/daemon.js';
 import { loadTestServices, rcloneEnv, s3RemoteEnv } from '../helpers/services.js';
 
 const exec = promisify(execFile);
@@ -39,8 +47,22 @@ describe('secrets never leave', () => {
       daemon: { api_key: s.apiKeyInFile },
       destinations: {
         local: { enabled: false },
-        aws_s3: { enabled: true, bucket, endpoint: svc.s3.endpoint, region: svc.s3.region, storage_class: 'STANDARD', server_side_encryption: 'none' },
-        eu_provider: { enabled: true, type: 's3', bucket, prefix: 'eu', endpoint: svc.s3.endpoint, region: svc.s3.region },
+        aws_s3: {
+          enabled: true,
+          bucket,
+          endpoint: svc.s3.endpoint,
+          region: svc.s3.region,
+          storage_class: 'STANDARD',
+          server_side_encryption: 'none',
+        },
+        eu_provider: {
+          enabled: true,
+          type: 's3',
+          bucket,
+          prefix: 'eu',
+          endpoint: svc.s3.endpoint,
+          region: svc.s3.region,
+        },
       },
     }));
     // The S3 keys: for aws_s3 from the environment, for eu_provider from the encrypted store.
@@ -55,7 +77,10 @@ describe('secrets never leave', () => {
       ['destinations.eu_provider.access_key', svc.s3.accessKeyId],
       ['destinations.eu_provider.secret_key', svc.s3.secretAccessKey],
     ]) {
-      expect((await runCli(['secrets', 'set', name!, '--config', home.config], { env, input: value })).code).toBe(0);
+      expect(
+        (await runCli(['secrets', 'set', name!, '--config', home.config], { env, input: value }))
+          .code,
+      ).toBe(0);
     }
     const values = [...Object.values(s), svc.s3.secretAccessKey];
     const answers: string[] = [];
@@ -69,21 +94,44 @@ describe('secrets never leave', () => {
       expect((await script.get('/api/status')).status).toBe(200);
 
       const view = await admin.get('/api/config');
-      expect(view.json.secrets['daemon.api_key']).toEqual({ set: true, origin: 'file', env: 'API_SECRET_KEY' });
-      expect(view.json.secrets['destinations.aws_s3.secret_access_key']).toMatchObject({ set: true, origin: 'env' });
-      expect(view.json.secrets['destinations.eu_provider.secret_key']).toMatchObject({ set: true, origin: 'store' });
+      expect(view.json.secrets['daemon.api_key']).toEqual({
+        set: true,
+        origin: 'file',
+        env: 'API_SECRET_KEY',
+      });
+      expect(view.json.secrets['destinations.aws_s3.secret_access_key']).toMatchObject({
+        set: true,
+        origin: 'env',
+      });
+      expect(view.json.secrets['destinations.eu_provider.secret_key']).toMatchObject({
+        set: true,
+        origin: 'store',
+      });
       answers.push(view.text);
 
       // A secret set through the API, and one pasted into the wrong field.
       const config = view.json.config;
-      config.notifications.email = { enabled: true, smtp_server: svc.smtp.host, smtp_port: svc.smtp.port, from: 'box@example.com', to: 'me@example.com', smtp_password: s.smtpPassword };
+      config.notifications.email = {
+        enabled: true,
+        smtp_server: svc.smtp.host,
+        smtp_port: svc.smtp.port,
+        from: 'box@example.com',
+        to: 'me@example.com',
+        smtp_password: s.smtpPassword,
+      };
       const put = await admin.put('/api/config', config);
       expect(put.status).toBe(200);
-      expect(put.json.secrets['notifications.email.smtp_password']).toMatchObject({ set: true, origin: 'store' });
+      expect(put.json.secrets['notifications.email.smtp_password']).toMatchObject({
+        set: true,
+        origin: 'store',
+      });
       // The inline api_key moved from the file into the store.
       expect(put.json.secrets['daemon.api_key']).toMatchObject({ set: true, origin: 'store' });
       answers.push(put.text);
-      const wrongField = await admin.put('/api/config', { ...put.json.config, sync: { mode: s.googleRefresh } });
+      const wrongField = await admin.put('/api/config', {
+        ...put.json.config,
+        sync: { mode: s.googleRefresh },
+      });
       expect(wrongField.status).toBe(400);
       expect(wrongField.json.error.message).toContain('sync.mode');
       answers.push(wrongField.text);
@@ -92,15 +140,27 @@ describe('secrets never leave', () => {
       expect(sync.code).toBe(0);
       answers.push(sync.stdout, sync.stderr);
 
-      for (const p of ['/api/status', '/api/config', '/api/keys', '/api/logs?limit=1000', '/api/openapi.json', '/api/auth/session', '/api/setup', '/api/version']) {
+      for (const p of [
+        '/api/status',
+        '/api/config',
+        '/api/keys',
+        '/api/logs?limit=1000',
+        '/api/openapi.json',
+        '/api/auth/session',
+        '/api/setup',
+        '/api/version',
+      ]) {
         const r = await admin.get(p);
         expect(r.status).toBe(200);
         answers.push(r.text);
       }
-      const stream = await fetch(`${daemon.url}/api/logs/stream`, { headers: { cookie: admin.cookie!, 'last-event-id': '1' } });
+      const stream = await fetch(`${daemon.url}/api/logs/stream`, {
+        headers: { cookie: admin.cookie!, 'last-event-id': '1' },
+      });
       const reader = stream.body!.getReader();
       let sse = '';
-      while (!sse.includes('sync pass finished')) sse += new TextDecoder().decode((await reader.read()).value);
+      while (!sse.includes('sync pass finished'))
+        sse += new TextDecoder().decode((await reader.read()).value);
       await reader.cancel();
       answers.push(sse);
     } finally {
@@ -111,12 +171,22 @@ describe('secrets never leave', () => {
     expect(logs).toContain('sync pass finished');
     const configFile = await readFile(home.config, 'utf8');
     const metaDir = path.join(home.dir, 'meta');
-    await exec('rclone', ['copy', `S3:${bucket}/.backupd`, metaDir], { env: rcloneEnv({ RCLONE_CONFIG: '/dev/null', ...s3RemoteEnv('S3', svc.s3) }) });
+    await exec('rclone', ['copy', `S3:${bucket}/.backupd`, metaDir], {
+      env: rcloneEnv({ RCLONE_CONFIG: '/dev/null', ...s3RemoteEnv('S3', svc.s3) }),
+    });
     const meta = await readFile(path.join(metaDir, 'config.yaml'), 'utf8');
     expect(meta).toContain('smtp_server');
-    await exec('rclone', ['purge', `S3:${bucket}`], { env: rcloneEnv({ RCLONE_CONFIG: '/dev/null', ...s3RemoteEnv('S3', svc.s3) }) });
+    await exec('rclone', ['purge', `S3:${bucket}`], {
+      env: rcloneEnv({ RCLONE_CONFIG: '/dev/null', ...s3RemoteEnv('S3', svc.s3) }),
+    });
 
-    const everything = { logs, console: daemon.output(), answers: answers.join('\n'), configFile, meta };
+    const everything = {
+      logs,
+      console: daemon.output(),
+      answers: answers.join('\n'),
+      configFile,
+      meta,
+    };
     for (const [where, text] of Object.entries(everything)) {
       for (const v of values) expect(text.includes(v), `${where} contains a secret`).toBe(false);
     }

@@ -35,7 +35,7 @@ export const configRoutes = (deps: ApiDeps) => [
     method: 'put',
     path: '/api/config',
     summary:
-      'Replaces the configuration, validated like `backupd config check`. A secret key given as text goes to the encrypted secrets store (never to the file), null removes it, absent keeps it.',
+      'Changes the configuration: the body is merged onto the current one (absent keys keep their value, null returns a key to its default), then validated like `backupd config check`. A secret key given as text goes to the encrypted secrets store (never to the file), null removes it, absent keeps it.',
     tag: 'config',
     auth: true,
     body: z
