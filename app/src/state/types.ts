@@ -127,6 +127,7 @@ export interface FileRecord {
   mtime_ms: number;
   inode: number | null;
   sha256: string | null;
+  md5: string | null;
   state: 'present' | 'deleted';
   updated_at: number;
 }
@@ -139,6 +140,10 @@ export interface FileRepository {
   get(source: string, relPath: string): Promise<FileRecord | undefined>;
   upsert(f: Omit<FileRecord, 'id'>): Promise<FileRecord>;
   markDeleted(source: string, relPath: string, at: number): Promise<void>;
+  /** Renames a file, or a folder and everything below it; returns how many files moved. */
+  move(source: string, from: string, to: string, isDir: boolean, at: number): Promise<number>;
+  /** Every present file of a source, streamed (a mirror can hold millions). */
+  present(source: string): AsyncIterable<FileRecord>;
   totals(): Promise<FileTotals[]>;
 }
 
@@ -150,8 +155,65 @@ export interface QueueCounts {
   failed: number;
   held: number;
 }
+export interface QueueItem {
+  id: number;
+  source: string;
+  rel_path: string;
+  op: QueueOp;
+  /** For a move: where the file or folder was. */
+  from_path: string | null;
+  /** The path is a folder (a folder move is one item). */
+  is_dir: boolean;
+  destination: string;
+  state: QueueState;
+  attempts: number;
+  next_attempt_at: number | null;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface NewChange {
+  source: string;
+  rel_path: string;
+  op: QueueOp;
+  from_path?: string;
+  is_dir?: boolean;
+}
+
 export interface QueueRepository {
   counts(destination?: string): Promise<QueueCounts>;
+  /**
+   * Adds each change for each destination, in order. A change to a path that still has a
+   * pending (not yet running) upsert or delete replaces it: only the last state of a file
+   * matters. Moves are never merged. `held` parks the items until the owner releases them.
+   */
+  enqueue(
+    changes: NewChange[],
+    destinations: string[],
+    at: number,
+    opts?: { held?: boolean },
+  ): Promise<number>;
+  /** Up to `limit` items of a destination that are due, oldest first, marked running. */
+  claim(destination: string, now: number, limit: number): Promise<QueueItem[]>;
+  complete(id: number, at: number): Promise<void>;
+  /** Records a failed attempt; `failed` once the retries are used up (still retried, rarely). */
+  retry(
+    id: number,
+    error: string,
+    nextAttemptAt: number,
+    failed: boolean,
+    at: number,
+  ): Promise<void>;
+  /** Items a dead process left running go back to pending; returns how many. */
+  requeueRunning(at: number): Promise<number>;
+  list(filter: { destination?: string; state?: QueueState; limit: number }): Promise<QueueItem[]>;
+  /** Held items become pending (ids, or all of them). */
+  release(ids: number[] | 'all', at: number): Promise<number>;
+  /** Held items are dropped: the destinations keep those files. */
+  discardHeld(ids: number[] | 'all'): Promise<number>;
+  /** Drops finished items older than `before`. */
+  pruneDone(before: number): Promise<number>;
 }
 
 export interface DestinationTotals {
@@ -169,6 +231,29 @@ export interface DestinationFileRepository {
     size: number,
     at: number,
   ): Promise<void>;
+  /** Where a destination holds verified content with this hash (for a server-side copy). */
+  holderOf(
+    destination: string,
+    sha256: string,
+  ): Promise<{ source: string; remote_path: string } | undefined>;
+  /** What a destination holds of a mirror file. */
+  get(
+    destination: string,
+    source: string,
+    relPath: string,
+  ): Promise<
+    { remote_path: string; sha256: string | null; size: number | null; state: string } | undefined
+  >;
+  /** Follows a move done at the destination (a file, or a folder and everything below it). */
+  moved(
+    destination: string,
+    source: string,
+    from: string,
+    to: string,
+    isDir: boolean,
+  ): Promise<void>;
+  /** The destination no longer holds the file at its path (it went to the trash). */
+  forget(destination: string, source: string, relPath: string): Promise<void>;
   totals(): Promise<DestinationTotals[]>;
 }
 

@@ -6,6 +6,9 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openState, StateError, type NewEvent, type State } from '../../src/state/index.js';
 import { tempDirs } from '../helpers/tmp.js';
+import { migrations } from '../../src/state/sqlite/migrations.js';
+
+const LATEST = migrations.at(-1)!.version;
 
 const tmp = tempDirs('backupd-state-');
 const opened: State[] = [];
@@ -30,7 +33,7 @@ function raw(file: string): Database.Database {
 describe('opening the state', () => {
   it('creates the schema (version 1) in a new file, folders included', async () => {
     const { state, file } = open();
-    expect(await state.schemaVersion()).toBe(1);
+    expect(await state.schemaVersion()).toBe(LATEST);
     expect(state.url).toBe(`sqlite:///${file}`);
     const db = raw(file);
     const tables = db
@@ -58,11 +61,13 @@ describe('opening the state', () => {
     await state.settings.set('k', 'v');
     await state.close();
     const again = open(file).state;
-    expect(await again.schemaVersion()).toBe(1);
+    expect(await again.schemaVersion()).toBe(LATEST);
     expect(await again.settings.get('k')).toBe('v');
     await again.close();
     const db = raw(file);
-    expect(db.prepare('SELECT version FROM schema_migrations').all()).toEqual([{ version: 1 }]);
+    expect(db.prepare('SELECT version FROM schema_migrations').all()).toEqual(
+      migrations.map((m) => ({ version: m.version })),
+    );
     db.close();
   });
 
@@ -425,6 +430,7 @@ describe('files and destinations', () => {
     mtime_ms: 1_700_000_000_000.5,
     inode: 42,
     sha256: `sha-${rel_path}`,
+    md5: `md5-${rel_path}`,
     state: 'present' as const,
     updated_at: 1000,
   });
@@ -530,6 +536,7 @@ describe('snapshotTo', () => {
       mtime_ms: 1,
       inode: null,
       sha256: null,
+      md5: null,
       state: 'present',
       updated_at: 1,
     });
@@ -542,7 +549,7 @@ describe('snapshotTo', () => {
     await state.settings.set('auth.admin_password', 'changed');
 
     const snap = open(copy).state;
-    expect(await snap.schemaVersion()).toBe(1);
+    expect(await snap.schemaVersion()).toBe(LATEST);
     expect(await snap.integrityCheck()).toEqual(['ok']);
     expect(await snap.settings.get('auth.admin_password')).toBe('scrypt$hash');
     expect(await snap.files.totals()).toEqual([{ source: 'google_drive', files: 1, bytes: 5 }]);

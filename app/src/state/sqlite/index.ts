@@ -10,18 +10,18 @@ import {
   type AccountRecord,
   type ApiKeyRecord,
   type EventRecord,
-  type FileRecord,
   type LogLevel,
   type NewEvent,
   type RunRecord,
   type SessionRecord,
   type State,
 } from '../types.js';
+import { StateError } from './errors.js';
 import { migrations } from './migrations.js';
+import { sqliteQueue } from './queue.js';
+import { sqliteDestinationFiles, sqliteFiles } from './files.js';
 
-export class StateError extends Error {
-  override name = 'StateError';
-}
+export { StateError } from './errors.js';
 
 const levelNo = (l: LogLevel) => LOG_LEVELS.indexOf(l);
 const json = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
@@ -274,71 +274,9 @@ export function openSqliteState(path: string): State {
         );
       },
     },
-    files: {
-      async get(source, relPath) {
-        return stmt<FileRecord>(
-          'SELECT id, source, rel_path, size, mtime_ms, inode, sha256, state, updated_at FROM files WHERE source = ? AND rel_path = ?',
-        ).get(source, relPath);
-      },
-      async upsert(f) {
-        stmt(
-          `INSERT INTO files (source, rel_path, size, mtime_ms, inode, sha256, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (source, rel_path) DO UPDATE SET size = excluded.size, mtime_ms = excluded.mtime_ms, inode = excluded.inode,
-             sha256 = excluded.sha256, state = excluded.state, updated_at = excluded.updated_at`,
-        ).run(f.source, f.rel_path, f.size, f.mtime_ms, f.inode, f.sha256, f.state, f.updated_at);
-        return (await state.files.get(f.source, f.rel_path))!;
-      },
-      async markDeleted(source, relPath, at) {
-        stmt(
-          "UPDATE files SET state = 'deleted', updated_at = ? WHERE source = ? AND rel_path = ?",
-        ).run(at, source, relPath);
-      },
-      async totals() {
-        return stmt<{ source: string; files: number; bytes: number }>(
-          "SELECT source, COUNT(*) AS files, COALESCE(SUM(size), 0) AS bytes FROM files WHERE state = 'present' GROUP BY source ORDER BY source",
-        ).all();
-      },
-    },
-    destinationFiles: {
-      async markVerified(destination, source, relPath, size, at) {
-        const file = stmt<{ id: number; sha256: string | null }>(
-          'SELECT id, sha256 FROM files WHERE source = ? AND rel_path = ?',
-        ).get(source, relPath);
-        if (!file) throw new StateError(`no file ${source}/${relPath} in the state`);
-        stmt(
-          `INSERT INTO destination_files (file_id, destination, state, size, sha256, verified_at) VALUES (?, ?, 'verified', ?, ?, ?)
-           ON CONFLICT (file_id, destination) DO UPDATE SET state = 'verified', size = excluded.size, sha256 = excluded.sha256, verified_at = excluded.verified_at, error = NULL`,
-        ).run(file.id, destination, size, file.sha256, at);
-      },
-      async totals() {
-        return stmt<{
-          destination: string;
-          files: number;
-          bytes: number;
-          last_success_at: number | null;
-        }>(
-          "SELECT destination, COUNT(*) AS files, COALESCE(SUM(size), 0) AS bytes, MAX(verified_at) AS last_success_at FROM destination_files WHERE state = 'verified' GROUP BY destination ORDER BY destination",
-        ).all();
-      },
-    },
-    queue: {
-      async counts(destination) {
-        const rows = destination
-          ? stmt<{ state: string; n: number }>(
-              'SELECT state, COUNT(*) AS n FROM queue WHERE destination = ? GROUP BY state',
-            ).all(destination)
-          : stmt<{ state: string; n: number }>(
-              'SELECT state, COUNT(*) AS n FROM queue GROUP BY state',
-            ).all();
-        const by = Object.fromEntries(rows.map((r) => [r.state, r.n]));
-        return {
-          pending: by.pending ?? 0,
-          running: by.running ?? 0,
-          failed: by.failed ?? 0,
-          held: by.held ?? 0,
-        };
-      },
-    },
+    files: sqliteFiles(db, stmt),
+    destinationFiles: sqliteDestinationFiles(stmt),
+    queue: sqliteQueue(db, stmt),
     async integrityCheck() {
       const rows = db.pragma('integrity_check') as { integrity_check: string }[];
       return rows.map((r) => r.integrity_check);

@@ -123,4 +123,18 @@ CREATE TABLE api_keys (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'push queue details',
+    sql: `
+-- The MD5 beside the SHA-256: what S3 ETags and rclone's remote hashes are compared with.
+ALTER TABLE files ADD COLUMN md5 TEXT;
+-- A folder move is one queue item.
+ALTER TABLE queue ADD COLUMN is_dir INTEGER NOT NULL DEFAULT 0;
+-- Where the destination holds the file (it differs from the mirror's path while a move is queued).
+ALTER TABLE destination_files ADD COLUMN remote_path TEXT;
+CREATE INDEX queue_done ON queue (state, updated_at) WHERE state = 'done';
+CREATE INDEX destination_files_sha256 ON destination_files (destination, sha256) WHERE sha256 IS NOT NULL;
+`,
+  },
 ];

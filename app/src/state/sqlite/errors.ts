@@ -1,0 +1,3 @@
+export class StateError extends Error {
+  override name = 'StateError';
+}
