@@ -128,7 +128,6 @@ export async function reconcile(o: ReconcileOptions): Promise<ReconcileResult> {
     moved: 0,
     deleted: 0,
   };
-  const within = (p: string) => !o.subtree || p === o.subtree || p.startsWith(`${o.subtree}/`);
   let batch: NewChange[] = [];
   const emit = async (c: NewChange) => {
     batch.push(c);
@@ -141,8 +140,7 @@ export async function reconcile(o: ReconcileOptions): Promise<ReconcileResult> {
 
   // What the state knows of this part of the mirror, by path: ids only, to stay small.
   const known = new Map<string, number>();
-  for await (const f of o.state.files.present(o.source))
-    if (within(f.rel_path)) known.set(f.rel_path, f.id);
+  for await (const f of o.state.files.present(o.source, o.subtree)) known.set(f.rel_path, f.id);
   const firstScan = known.size === 0;
   /** Paths the state does not know, by inode: move candidates, settled after the walk. */
   const fresh = new Map<number, { rel: string } & FileFacts>();

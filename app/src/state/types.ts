@@ -142,8 +142,8 @@ export interface FileRepository {
   markDeleted(source: string, relPath: string, at: number): Promise<void>;
   /** Renames a file, or a folder and everything below it; returns how many files moved. */
   move(source: string, from: string, to: string, isDir: boolean, at: number): Promise<number>;
-  /** Every present file of a source, streamed (a mirror can hold millions). */
-  present(source: string): AsyncIterable<FileRecord>;
+  /** Every present file of a source, streamed (a mirror can hold millions); below `dir` if given. */
+  present(source: string, dir?: string): AsyncIterable<FileRecord>;
   totals(): Promise<FileTotals[]>;
 }
 

@@ -63,13 +63,15 @@ export function sqliteFiles(db: Database.Database, stmt: Stmt): FileRepository {
     async move(source, from, to, isDir, at) {
       return move(source, from, to, isDir, at);
     },
-    async *present(source) {
+    async *present(source, dir) {
       // Paged by id so no statement stays open across an await (other writes go on meanwhile).
+      const scope = dir ? `AND ${UNDER('rel_path')}` : '';
+      const scopeArgs = dir ? [dir, dir, dir] : [];
       let after = 0;
       for (;;) {
         const page = stmt<FileRecord>(
-          `SELECT ${COLUMNS} FROM files WHERE source = ? AND state = 'present' AND id > ? ORDER BY id LIMIT 1000`,
-        ).all(source, after);
+          `SELECT ${COLUMNS} FROM files WHERE source = ? AND state = 'present' ${scope} AND id > ? ORDER BY id LIMIT 1000`,
+        ).all(source, ...scopeArgs, after);
         if (page.length === 0) return;
         yield* page;
         after = page.at(-1)!.id;
