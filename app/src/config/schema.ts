@@ -5,6 +5,7 @@
  * which keys hold secrets (those never go back to a client and never reach a log).
  */
 import { z } from 'zod';
+import { bandwidthConfig } from '../push/bandwidth.js';
 
 /** Metadata the documentation generator and the secrets logic read from the schema. */
 export interface KeyMeta {
@@ -391,6 +392,7 @@ const sync = z
       .max(86400)
       .default(60)
       .describe('First delay before a retry; it doubles on each attempt, with jitter.'),
+    ...bandwidthConfig.shape,
   })
   .describe('How changes on the mirror are pushed.');
 
