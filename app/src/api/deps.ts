@@ -3,6 +3,7 @@ import type { ConfigService } from '../config/index.js';
 import type { EventRecorder, Logger, Redactor } from '../log/index.js';
 import type { State } from '../state/index.js';
 import type { StatusReport } from '../status/index.js';
+import type { SyncService } from '../sync/service.js';
 
 /** What the API needs from the daemon; tests build it with real state and a temporary folder. */
 export interface ApiDeps {
@@ -14,6 +15,8 @@ export interface ApiDeps {
   redactor: Redactor;
   version: string;
   status: () => Promise<StatusReport>;
+  /** The push half; absent when it could not start (the API still answers). */
+  sync?: SyncService;
 }
 
 export const SESSION_COOKIE = 'backupd_session';

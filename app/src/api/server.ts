@@ -18,6 +18,7 @@ import { mount, openApiDocument, route, type Route } from './routes.js';
 import { authRoutes } from './routes/auth.js';
 import { configRoutes } from './routes/config.js';
 import { logRoutes } from './routes/logs.js';
+import { syncRoutes } from './routes/sync.js';
 import { systemRoutes } from './routes/system.js';
 
 export interface ApiServer {
@@ -37,6 +38,7 @@ export function apiRoutes(deps: ApiDeps, streams = new Set<PassThrough>()): Rout
     ...authRoutes(deps),
     ...configRoutes(deps),
     ...logRoutes(deps, streams),
+    ...syncRoutes(deps),
   ];
   routes.push(
     route({

@@ -393,6 +393,30 @@ const sync = z
       .default(60)
       .describe('First delay before a retry; it doubles on each attempt, with jitter.'),
     ...bandwidthConfig.shape,
+    max_transfers: meta(z.number().int().min(1).max(64).default(8), {
+      description: 'Files pushed at the same time to each destination.',
+      addition: true,
+    }),
+    max_requests_per_second: meta(z.number().min(0).max(10000).default(50), {
+      description:
+        'Requests per second rclone may make to the destinations (0: no limit); keeps API costs and rate limits in check.',
+      addition: true,
+    }),
+    trash_retention_days: meta(z.number().int().min(1).max(3650).default(30), {
+      description:
+        "Deleted and replaced files are kept under .trash/YYYY-MM-DD/ at each destination for this many days, then purged (on top of the bucket's own versioning).",
+      addition: true,
+    }),
+    mass_delete_share: meta(z.number().min(0).max(1).default(0.2), {
+      description:
+        'Deletions of more than this share of the files within ten minutes are held until the owner confirms them (the mass-deletion guard).',
+      addition: true,
+    }),
+    mass_delete_count: meta(z.number().int().min(1).default(10000), {
+      description:
+        'Deletions of more than this many files within ten minutes are held too, whatever the share.',
+      addition: true,
+    }),
   })
   .describe('How changes on the mirror are pushed.');
 

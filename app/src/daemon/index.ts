@@ -25,6 +25,7 @@ import {
 import { openState, type State } from '../state/index.js';
 import { collectStatus } from '../status/index.js';
 import { systemdNotifier } from './systemd.js';
+import { SyncService } from '../sync/service.js';
 
 export const VERSION: string = (
   JSON.parse(
@@ -114,6 +115,7 @@ export async function openContext(opts: OpenOptions = {}): Promise<AppContext> {
 
 export interface RunningDaemon {
   api: ApiServer;
+  sync: SyncService;
   setupCode: string | undefined;
   stop(reason: string): Promise<void>;
 }
@@ -133,6 +135,31 @@ export async function startDaemon(
       `${interrupted} run(s) were cut short when the daemon last stopped; they are redone as needed`,
     );
 
+  // The push half: watch the mirror, queue, push. A failure here (rclone missing, say) is
+  // reported, and the API and panel still come up so the owner can see and fix it.
+  const sync = new SyncService({
+    runtime: () => ctx.runtime,
+    state: ctx.state,
+    logger: ctx.logger,
+  });
+  try {
+    await sync.start();
+  } catch (err) {
+    log.error({ err }, `the push half did not start: ${(err as Error).message}`);
+  }
+
+  // A change of what is pushed where takes effect at once: the push half is set up again.
+  let pushConfig = JSON.stringify(pushSettings(ctx.runtime));
+  ctx.config.on('changed', (rt) => {
+    const next = JSON.stringify(pushSettings(rt));
+    if (next === pushConfig) return;
+    pushConfig = next;
+    log.info('the push configuration changed: setting up the push half again');
+    void sync
+      .restart()
+      .catch((err: Error) => log.error({ err }, `the push half did not restart: ${err.message}`));
+  });
+
   const access = new Access({
     state: ctx.state,
     configuredApiKey: () => ctx.runtime.secret('daemon.api_key'),
@@ -147,8 +174,15 @@ export async function startDaemon(
       logger: ctx.logger,
       redactor: ctx.redactor,
       version: VERSION,
+      sync,
       status: () =>
-        collectStatus({ runtime: ctx.runtime, state: ctx.state, version: VERSION, startedAt }),
+        collectStatus({
+          runtime: ctx.runtime,
+          state: ctx.state,
+          version: VERSION,
+          startedAt,
+          health: (name) => sync.destinationHealth(name),
+        }),
     },
     { host: cfg.api_host, port: cfg.api_port, webRoot: ctx.runtime.webRoot },
   );
@@ -198,9 +232,22 @@ export async function startDaemon(
       stopWatchdog();
       clearInterval(housekeepingTimer);
       await api.close();
+      await sync.stop();
       if (ctx.runtime.pidFile) rmSync(ctx.runtime.pidFile, { force: true });
       log.info('stopped');
       await ctx.close();
     })());
-  return { api, setupCode, stop };
+  return { api, sync, setupCode, stop };
+}
+
+/** What the push half is built from: sources, destinations (with their secrets), sync settings. */
+function pushSettings(rt: Runtime) {
+  const { sources, destinations, sync } = rt.config;
+  const secrets = [
+    'aws_s3.access_key_id',
+    'aws_s3.secret_access_key',
+    'eu_provider.access_key',
+    'eu_provider.secret_key',
+  ].map((k) => rt.secret(`destinations.${k}`));
+  return { sources, destinations, sync, secrets };
 }

@@ -477,7 +477,7 @@ export class BandwidthController {
           this.applied = state.limit;
           this.failed = false;
           this.log?.info(
-            { limit: state.limit, source: state.source, until: state.until?.toISOString() },
+            { limit: state.limit, limit_from: state.source, until: state.until?.toISOString() },
             `bandwidth limit ${state.limit}`,
           );
         } catch (err) {

@@ -14,7 +14,11 @@ import type { DestinationRemote } from './destinations.js';
 
 /** The part of rclone's remote control the engine uses (see rcd.ts). */
 export interface Rc {
-  call<T = unknown>(path: string, params: Record<string, unknown>): Promise<T>;
+  call<T = unknown>(
+    path: string,
+    params: Record<string, unknown>,
+    opts?: { timeoutMs?: number; signal?: AbortSignal },
+  ): Promise<T>;
   job<T = unknown>(
     path: string,
     params: Record<string, unknown>,
@@ -37,7 +41,7 @@ export interface EngineOptions {
   batchSize: number;
   retryAttempts: number;
   retryDelayMs: number;
-  /** Transfers in flight per destination. */
+  /** Transfers in flight per destination (default 8: small files are bound by latency). */
   transfers?: number;
   now?: () => number;
   random?: () => number;
@@ -54,6 +58,8 @@ export interface DestinationHealth {
 const BREAKER_THRESHOLD = 5;
 const BREAKER_MAX_MS = 10 * 60_000;
 const FAILED_RETRY_MS = 60 * 60_000;
+/** Files up to this size are copied with a plain rc call rather than a polled job. */
+const SMALL_FILE = 16 * 1024 * 1024;
 
 const statusOf = (err: unknown) => (err as { status?: number }).status;
 
@@ -152,7 +158,7 @@ export class PushEngine {
 
   /** Consecutive upserts run side by side; moves and deletes run alone, in queue order. */
   private async runBatch(d: EngineDestination, batch: QueueItem[], log: Logger): Promise<void> {
-    const width = Math.max(1, this.o.transfers ?? 4);
+    const width = Math.max(1, this.o.transfers ?? 8);
     let i = 0;
     while (i < batch.length && this.running) {
       if (batch[i]!.op !== 'upsert') {
@@ -255,31 +261,19 @@ export class PushEngine {
       )
         return;
       const twin = await state.destinationFiles.holderOf(d.name, file.sha256);
-      if (twin && !(twin.source === item.source && twin.remote_path === item.rel_path)) {
-        await rc.job(
-          'operations/copyfile',
-          {
-            srcFs: this.fs(d, twin.source),
-            srcRemote: twin.remote_path,
-            dstFs: fs,
-            dstRemote: item.rel_path,
-            ...this.trashOpts(d, item.source),
-          },
-          { group, signal },
-        );
-      } else {
-        await rc.job(
-          'operations/copyfile',
-          {
-            srcFs: this.mirror(item.source),
-            srcRemote: item.rel_path,
-            dstFs: fs,
-            dstRemote: item.rel_path,
-            ...this.trashOpts(d, item.source),
-          },
-          { group, signal },
-        );
-      }
+      const fromTwin = twin && !(twin.source === item.source && twin.remote_path === item.rel_path);
+      await this.run(
+        'operations/copyfile',
+        {
+          srcFs: fromTwin ? this.fs(d, twin.source) : this.mirror(item.source),
+          srcRemote: fromTwin ? twin.remote_path : item.rel_path,
+          dstFs: fs,
+          dstRemote: item.rel_path,
+          ...this.trashOpts(d, item.source),
+        },
+        group,
+        file.size,
+      );
       await this.verify(fs, item.rel_path, file.size, file.md5);
       await state.destinationFiles.markVerified(
         d.name,
@@ -338,6 +332,22 @@ export class PushEngine {
       { group, signal },
     );
     await state.destinationFiles.moved(d.name, item.source, from, item.rel_path, false);
+  }
+
+  /**
+   * An rc operation: small files as one plain call (no job polling: most of a small file's time
+   * would be waiting for the next poll), large ones as a job that can run for hours.
+   */
+  private async run(
+    path: string,
+    params: Record<string, unknown>,
+    group: string,
+    size: number,
+  ): Promise<void> {
+    const signal = this.controller.signal;
+    if (size <= SMALL_FILE)
+      await this.o.rc.call(path, { ...params, _group: group }, { timeoutMs: 10 * 60_000, signal });
+    else await this.o.rc.job(path, params, { group, signal });
   }
 
   /** The destination's object must have the mirror file's size, and its MD5 where it can tell. */

@@ -144,6 +144,8 @@ export interface FileRepository {
   move(source: string, from: string, to: string, isDir: boolean, at: number): Promise<number>;
   /** Every present file of a source, streamed (a mirror can hold millions); below `dir` if given. */
   present(source: string, dir?: string): AsyncIterable<FileRecord>;
+  /** Present files of a source that a destination does not hold verified (a new destination's backfill). */
+  missingAt(destination: string, source: string): AsyncIterable<FileRecord>;
   totals(): Promise<FileTotals[]>;
 }
 

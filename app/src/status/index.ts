@@ -92,16 +92,25 @@ export async function collectStatus(deps: {
   startedAt: number;
   now?: number;
   busy?: boolean;
+  /** Live health of each destination from the push workers, when they run. */
+  health?: (name: DestinationName) =>
+    | {
+        state: 'ok' | 'failing' | 'paused';
+        lastError: { message: string; fix?: string } | null;
+        lastSuccessAt?: number | null;
+      }
+    | undefined;
 }): Promise<StatusReport> {
   const { runtime, state } = deps;
   const cfg = runtime.config;
   const now = deps.now ?? Date.now();
-  const [accounts, fileTotals, queue, lastRun, lastSync] = await Promise.all([
+  const [accounts, fileTotals, queue, lastRun, lastSync, verified] = await Promise.all([
     state.accounts.list(),
     state.files.totals(),
     state.queue.counts(),
     state.runs.latest(),
     state.runs.latest('sync'),
+    state.destinationFiles.totals(),
   ]);
   const outcomes = (lastSync?.summary?.destinations ?? {}) as Record<string, DestinationOutcome>;
   const lastOk = JSON.parse(
@@ -133,19 +142,34 @@ export async function collectStatus(deps: {
     (name) => {
       const d = describeDestination(runtime, name);
       const outcome = outcomes[name];
+      const live = deps.health?.(name);
+      const lastVerified = verified.find((t) => t.destination === name)?.last_success_at ?? null;
+      const lastSuccess = [
+        lastOk[name] ? Date.parse(lastOk[name]) : null,
+        live?.lastSuccessAt ?? null,
+        lastVerified,
+      ]
+        .filter((t): t is number => !!t)
+        .sort((a, b) => b - a)[0];
+      const failing = live ? live.state !== 'ok' : outcome ? !outcome.ok : false;
       return {
         name,
         type: d.type,
         enabled: true,
         target: d.target,
-        health: outcome
-          ? outcome.ok
+        health: failing
+          ? ('failing' as const)
+          : live || outcome
             ? ('ok' as const)
-            : ('failing' as const)
-          : ('unknown' as const),
-        last_success_at: lastOk[name] ?? null,
-        error:
-          outcome && !outcome.ok ? (outcome.error ?? { message: 'the last push failed' }) : null,
+            : ('unknown' as const),
+        last_success_at: lastSuccess ? new Date(lastSuccess).toISOString() : null,
+        error: live
+          ? live.state === 'ok'
+            ? null
+            : (live.lastError ?? { message: `${name} is ${live.state}` })
+          : outcome && !outcome.ok
+            ? (outcome.error ?? { message: 'the last push failed' })
+            : null,
       };
     },
   );
@@ -153,7 +177,7 @@ export async function collectStatus(deps: {
   const anyFailing =
     destinations.some((d) => d.health === 'failing') ||
     accounts.some((a) => a.status === 'error' || a.status === 'needs_sign_in');
-  const running = deps.busy || lastRun?.status === 'running';
+  const running = deps.busy || lastRun?.status === 'running' || queue.pending + queue.running > 0;
   return {
     state: running ? 'syncing' : anyFailing ? 'error' : 'idle',
     version: deps.version,

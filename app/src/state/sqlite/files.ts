@@ -77,6 +77,19 @@ export function sqliteFiles(db: Database.Database, stmt: Stmt): FileRepository {
         after = page.at(-1)!.id;
       }
     },
+    async *missingAt(destination, source) {
+      let after = 0;
+      for (;;) {
+        const page = stmt<FileRecord>(
+          `SELECT ${COLUMNS} FROM files f WHERE source = ? AND state = 'present' AND id > ?
+             AND NOT EXISTS (SELECT 1 FROM destination_files d WHERE d.file_id = f.id AND d.destination = ? AND d.state = 'verified')
+           ORDER BY id LIMIT 1000`,
+        ).all(source, after, destination);
+        if (page.length === 0) return;
+        yield* page;
+        after = page.at(-1)!.id;
+      }
+    },
     async totals() {
       return stmt<{ source: string; files: number; bytes: number }>(
         "SELECT source, COUNT(*) AS files, COALESCE(SUM(size), 0) AS bytes FROM files WHERE state = 'present' GROUP BY source ORDER BY source",

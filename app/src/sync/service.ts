@@ -1,0 +1,355 @@
+/**
+ * The continuous push half as `backupd start` runs it: for every enabled source, a watch on its
+ * mirror folder (raw inotify) whose changes go, through the state, into the durable queue; a
+ * reconciliation at start-up for what changed while the daemon was down; one rclone rcd and a
+ * push worker per destination; the bandwidth schedule. Each source's changes are handled one
+ * batch at a time, in order.
+ */
+import { existsSync } from 'node:fs';
+import type { DestinationName, Runtime, SourceName } from '../config/index.js';
+import type { Logger } from '../log/index.js';
+import { ingest } from '../mirror/ingest.js';
+import { reconcile } from '../mirror/reconcile.js';
+import { globExcluder, watchTree, type Watcher } from '../mirror/watcher.js';
+import { BandwidthController, type BandwidthState } from '../push/bandwidth.js';
+import { describeDestination } from '../push/destinations.js';
+import { PushEngine, type DestinationHealth, type EngineDestination } from '../push/engine.js';
+import { Intake, type HeldAlert } from '../push/intake.js';
+import { purgeTrash } from '../push/trash.js';
+import { RcloneDaemon } from '../push/rcd.js';
+import type { NewChange, State } from '../state/index.js';
+import { DESTINATION_NAMES, SOURCE_NAMES } from '../status/index.js';
+
+interface SourceRun {
+  name: SourceName;
+  root: string;
+  watcher?: Watcher;
+  /** The source's changes, one batch after the other. */
+  chain: Promise<void>;
+  paused?: boolean;
+}
+
+export class SyncService {
+  private rcd: RcloneDaemon | undefined;
+  private engine: PushEngine | undefined;
+  private intake: Intake | undefined;
+  private bandwidth: BandwidthController | undefined;
+  private sources: SourceRun[] = [];
+  private destinations: EngineDestination[] = [];
+  private problems = new Map<string, { message: string; fix: string }>();
+  private heldAlert: HeldAlert | undefined;
+  private trashTimer: NodeJS.Timeout | undefined;
+  private sampler: NodeJS.Timeout | undefined;
+  /** Bytes sent per destination, one point a minute for the last day (for the bandwidth graph). */
+  private readonly samples = new Map<string, { at: number; bytes: number }[]>();
+  private readonly lastBytes = new Map<string, number>();
+
+  constructor(private readonly deps: { runtime: () => Runtime; state: State; logger: Logger }) {}
+
+  private get log() {
+    return this.deps.logger.child({ source: 'sync' });
+  }
+
+  async start(): Promise<void> {
+    const runtime = this.deps.runtime();
+    const cfg = runtime.config;
+    const remotes: Record<string, string> = {};
+    this.destinations = [];
+    for (const name of DESTINATION_NAMES.filter((d) => cfg.destinations[d].enabled)) {
+      const d = describeDestination(runtime, name);
+      if (d.remote) {
+        this.destinations.push({ name, remote: d.remote });
+        Object.assign(remotes, d.remote.env);
+      } else if (d.problem) {
+        this.problems.set(name, d.problem);
+        this.log.error(
+          { destination: name },
+          `${name} cannot be used: ${d.problem.message}. ${d.problem.fix}`,
+        );
+      }
+    }
+    if (this.destinations.length === 0) {
+      this.log.warn(
+        'no destination is enabled and usable: changes on the mirror are recorded but not pushed',
+      );
+    }
+    const rcdLog = this.deps.logger.child({ source: 'rclone' });
+    this.rcd = await RcloneDaemon.start({
+      remotes,
+      logger: rcdLog,
+      extraArgs:
+        cfg.sync.max_requests_per_second > 0
+          ? ['--tpslimit', String(cfg.sync.max_requests_per_second)]
+          : [],
+    });
+    this.engine = new PushEngine({
+      state: this.deps.state,
+      rc: this.rcd,
+      logger: this.deps.logger,
+      destinations: this.destinations,
+      sources: Object.fromEntries(SOURCE_NAMES.map((s) => [s, runtime.sourcePath(s)])),
+      batchSize: cfg.sync.batch_size,
+      retryAttempts: cfg.sync.retry_attempts,
+      retryDelayMs: cfg.sync.retry_delay_seconds * 1000,
+      transfers: cfg.sync.max_transfers,
+    });
+    this.intake = await new Intake({
+      state: this.deps.state,
+      destinations: () => this.destinations.map((d) => d.name),
+      logger: this.deps.logger,
+      guard: {
+        share: cfg.sync.mass_delete_share,
+        count: cfg.sync.mass_delete_count,
+        windowMs: 10 * 60_000,
+        minimum: 20,
+      },
+      onHeld: (alert) => (this.heldAlert = alert),
+      onQueued: () => this.engine?.wake(),
+    }).init();
+    this.bandwidth = new BandwidthController({ rcd: this.rcd, config: cfg.sync, logger: this.log });
+    await this.bandwidth.start();
+    await this.engine.start();
+
+    await this.backfill();
+    for (const name of SOURCE_NAMES.filter((s) => cfg.sources[s].enabled)) {
+      const run: SourceRun = { name, root: runtime.sourcePath(name), chain: Promise.resolve() };
+      this.sources.push(run);
+      this.watch(run);
+    }
+    this.sampler = setInterval(() => void this.sample(), 60_000);
+    this.sampler.unref();
+    this.trashTimer = setInterval(() => void this.purgeTrash(), 24 * 3600_000);
+    this.trashTimer.unref();
+    void this.purgeTrash();
+  }
+
+  /**
+   * Files the state knows that a destination does not hold verified (a destination just added,
+   * or one that lost items) are queued for it; what is already queued is merged, not doubled.
+   */
+  private async backfill(): Promise<void> {
+    const cfg = this.deps.runtime().config;
+    const now = Date.now();
+    for (const d of this.destinations) {
+      let queued = 0;
+      for (const source of SOURCE_NAMES.filter((s) => cfg.sources[s].enabled)) {
+        let batch: NewChange[] = [];
+        for await (const f of this.deps.state.files.missingAt(d.name, source)) {
+          batch.push({ source, rel_path: f.rel_path, op: 'upsert' });
+          if (batch.length >= 500) {
+            queued += await this.deps.state.queue.enqueue(batch, [d.name], now);
+            batch = [];
+          }
+        }
+        if (batch.length) queued += await this.deps.state.queue.enqueue(batch, [d.name], now);
+      }
+      if (queued)
+        this.log.info(
+          { destination: d.name, files: queued },
+          `${d.name} lacks ${queued} file(s) the mirror holds: queued`,
+        );
+    }
+    this.engine?.wake();
+  }
+
+  /** Watches a source's mirror folder, then reconciles it (whatever happens meanwhile is in the watch). */
+  private watch(run: SourceRun): void {
+    const cfg = this.deps.runtime().config;
+    const name = run.name;
+    if (!existsSync(run.root)) {
+      this.log.warn(
+        { source_name: name },
+        `the mirror folder ${run.root} does not exist yet: nothing of ${name} is watched until it does (is the data disk mounted?)`,
+      );
+      return;
+    }
+    const exclude = globExcluder(
+      cfg.sources[name].exclude_patterns,
+      cfg.sources[name].exclude_paths,
+    );
+    const ctx = {
+      source: name,
+      root: run.root,
+      state: this.deps.state,
+      exclude,
+      submit: (changes: NewChange[]) => this.intake!.submit(changes),
+      onWarning: (message: string, detail?: Record<string, unknown>) =>
+        this.log.warn({ source_name: name, ...detail }, message),
+    };
+    if (cfg.sync.mode === 'realtime') {
+      run.watcher = watchTree(run.root, {
+        debounceMs: cfg.sync.watch_delay_seconds * 1000,
+        exclude,
+        onChanges: (changes) => this.enqueue(run, () => ingest(ctx, changes)),
+        onWarning: (message, detail) => this.log.warn({ source_name: name, ...detail }, message),
+      });
+    }
+    this.enqueue(run, async () => {
+      const r = await reconcile({ ...ctx, onChanges: ctx.submit });
+      this.log.info(
+        { source_name: name, ...r },
+        `${name}: the mirror and the state agree (${r.scanned} files looked at, ${r.hashed} hashed)`,
+      );
+    });
+  }
+
+  /** Stops watching a source: nothing new of it is queued until it is resumed. */
+  pauseSource(name: SourceName): boolean {
+    const run = this.sources.find((s) => s.name === name);
+    if (!run) return false;
+    run.watcher?.close();
+    run.watcher = undefined;
+    run.paused = true;
+    this.log.info({ source_name: name }, `${name} paused`);
+    return true;
+  }
+
+  /** Watches a source again and catches up with what changed while it was paused. */
+  resumeSource(name: SourceName): boolean {
+    const run = this.sources.find((s) => s.name === name);
+    if (!run) return false;
+    if (run.paused) {
+      run.paused = false;
+      this.watch(run);
+      this.log.info({ source_name: name }, `${name} resumed`);
+    }
+    return true;
+  }
+
+  sourcePaused(name: SourceName): boolean {
+    return this.sources.find((s) => s.name === name)?.paused ?? false;
+  }
+
+  private async purgeTrash(): Promise<void> {
+    const days = this.deps.runtime().config.sync.trash_retention_days;
+    for (const d of this.destinations) {
+      try {
+        const purged = await purgeTrash(this.rcd!, d.remote, days, new Date());
+        if (purged.length)
+          this.log.info(
+            { destination: d.name, days: purged },
+            `purged ${purged.length} day(s) of trash older than ${days} days at ${d.name}`,
+          );
+      } catch (err) {
+        this.log.warn(
+          { destination: d.name, err },
+          `purging old trash at ${d.name} failed: ${(err as Error).message}`,
+        );
+      }
+    }
+  }
+
+  /** Runs a source's work after what is already queued for it; errors are logged, never lost silently. */
+  private enqueue(run: SourceRun, work: () => Promise<void>): void {
+    run.chain = run.chain.then(work).catch((err: Error) => {
+      this.log.error(
+        { err, source_name: run.name },
+        `${run.name}: handling changes failed (${err.message}); a full rescan follows`,
+      );
+      run.chain = run.chain.then(() => this.rescan(run));
+    });
+  }
+
+  private async rescan(run: SourceRun): Promise<void> {
+    const cfg = this.deps.runtime().config;
+    await reconcile({
+      source: run.name,
+      root: run.root,
+      state: this.deps.state,
+      exclude: globExcluder(
+        cfg.sources[run.name].exclude_patterns,
+        cfg.sources[run.name].exclude_paths,
+      ),
+      onChanges: (c) => this.intake!.submit(c),
+    });
+  }
+
+  /** A full reconciliation of every source now (the panel's "sync now"). */
+  force(): void {
+    for (const run of this.sources) this.enqueue(run, () => this.rescan(run));
+  }
+
+  /** Waits until every source's queued work is handled and the push queue is drained. */
+  async idle(timeoutMs = 60_000): Promise<boolean> {
+    await Promise.all(this.sources.map((s) => s.chain));
+    return (await this.engine?.drained({ timeoutMs })) ?? true;
+  }
+
+  destinationHealth(
+    name: DestinationName,
+  ):
+    | DestinationHealth
+    | { state: 'failing'; lastError: { message: string; fix?: string } }
+    | undefined {
+    const problem = this.problems.get(name);
+    if (problem) return { state: 'failing', lastError: problem };
+    return this.engine?.healthOf(name);
+  }
+
+  get held(): HeldAlert | undefined {
+    return this.heldAlert;
+  }
+
+  async confirmDeletions(): Promise<number> {
+    this.heldAlert = undefined;
+    return (await this.intake?.confirm()) ?? 0;
+  }
+
+  async discardDeletions(): Promise<number> {
+    this.heldAlert = undefined;
+    return (await this.intake?.discard()) ?? 0;
+  }
+
+  bandwidthState(): BandwidthState | undefined {
+    return this.bandwidth?.current();
+  }
+
+  async setBandwidth(rate: string | null, until?: Date): Promise<BandwidthState | undefined> {
+    return this.bandwidth?.override(rate, until);
+  }
+
+  private async sample(): Promise<void> {
+    for (const d of this.destinations) {
+      try {
+        const total = (await this.rcd!.stats(`push/${d.name}`)).bytes;
+        const prev = this.lastBytes.get(d.name) ?? 0;
+        this.lastBytes.set(d.name, total);
+        const list = this.samples.get(d.name) ?? [];
+        list.push({ at: Date.now(), bytes: Math.max(0, total - prev) });
+        if (list.length > 1440) list.shift();
+        this.samples.set(d.name, list);
+      } catch {
+        /* rclone restarting: the next sample catches up */
+      }
+    }
+  }
+
+  /** Bytes sent per destination per minute over the last day. */
+  bandwidthHistory(): Record<string, { at: number; bytes: number }[]> {
+    return Object.fromEntries(this.samples);
+  }
+
+  get running(): boolean {
+    return this.rcd !== undefined;
+  }
+
+  /** After a configuration change: everything is set up again from the new configuration. */
+  async restart(): Promise<void> {
+    await this.stop();
+    this.problems.clear();
+    await this.start();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.trashTimer);
+    clearInterval(this.sampler);
+    for (const run of this.sources) run.watcher?.close();
+    await Promise.allSettled(this.sources.map((s) => s.chain));
+    this.bandwidth?.stop();
+    await this.engine?.stop();
+    await this.rcd?.stop();
+    this.rcd = undefined;
+    this.lastBytes.clear();
+    this.sources = [];
+  }
+}
