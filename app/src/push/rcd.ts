@@ -221,6 +221,9 @@ const sleep = (ms: number, signal?: AbortSignal) =>
       signal?.removeEventListener('abort', onAbort);
       resolve();
     }, ms);
+    // A wait never keeps the process alive by itself: a daemon that has stopped exits at once,
+    // not when the longest pending time limit runs out.
+    timer.unref();
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 

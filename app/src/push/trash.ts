@@ -12,6 +12,12 @@ export async function purgeTrash(
   now: Date,
 ): Promise<string[]> {
   const trash = `${remote.remote}:${[remote.root, '.trash'].filter(Boolean).join('/')}`;
+  // Asked first so that a destination without a trash yet is not an error in rclone's log.
+  const base = `${remote.remote}:${remote.root}`;
+  const there = await rc
+    .call<{ item: unknown }>('operations/stat', { fs: base, remote: '.trash' })
+    .catch(() => ({ item: null }));
+  if (!there.item) return [];
   let list: { list: { Name: string; IsDir: boolean }[] };
   try {
     list = await rc.call('operations/list', { fs: trash, remote: '', opt: { dirsOnly: true } });
