@@ -12,7 +12,8 @@ export const CLI = path.join(REPO_ROOT, 'app', 'dist', 'cli', 'main.js');
 
 /** Waits for a condition, polling, with a bound; fails with the last reason. */
 export async function waitFor<T>(
-  what: string,
+  /** What is awaited; a function is asked at the timeout, to say what was seen last. */
+  what: string | (() => string),
   probe: () => Promise<T | undefined> | T | undefined,
   timeoutMs = 30_000,
   intervalMs = 100,
@@ -29,7 +30,7 @@ export async function waitFor<T>(
     await new Promise((r) => setTimeout(r, intervalMs));
   }
   throw new Error(
-    `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
+    `timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}${last ? `: ${String(last)}` : ''}`,
   );
 }
 

@@ -2,28 +2,25 @@
 // the SSH Storage Box stand-in (SFTP), through one long-lived `rclone rcd`. Whatever the mirror
 // does ends up the same at both, old versions under .trash/, and a renamed folder is moved at
 // the destinations, not sent again.
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reconcile } from '../../src/mirror/reconcile.js';
 import { PushEngine } from '../../src/push/engine.js';
 import { Intake } from '../../src/push/intake.js';
 import { RcloneDaemon } from '../../src/push/rcd.js';
+import { hashTree, remoteTree, testRclone } from '../helpers/trees.js';
 import { openState, type State } from '../../src/state/index.js';
 import {
   loadTestServices,
-  rcloneEnv,
   s3RemoteEnv,
   sftpRemoteEnv,
   type TestServices,
 } from '../helpers/services.js';
 
-const exec = promisify(execFile);
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 const bucket = `engine-${randomBytes(4).toString('hex')}`;
 const boxPath = `engine-${randomBytes(4).toString('hex')}`;
@@ -35,35 +32,6 @@ let state: State;
 let rcd: RcloneDaemon;
 let engine: PushEngine;
 let intake: Intake;
-
-async function tree(d: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const e of await readdir(d, { withFileTypes: true, recursive: true }).catch(() => [])) {
-    if (!e.isFile()) continue;
-    const p = path.join(e.parentPath, e.name);
-    out[path.relative(d, p)] = createHash('sha256')
-      .update(await readFile(p))
-      .digest('hex');
-  }
-  return out;
-}
-
-async function remoteTree(which: 'S3' | 'BOX', sub: string): Promise<Record<string, string>> {
-  const out = await mkdtemp(path.join(tmpdir(), 'backupd-engine-readback-'));
-  try {
-    const src = which === 'S3' ? `S3:${bucket}/${sub}` : `BOX:${boxPath}/${sub}`;
-    await exec('rclone', ['copy', src, out], {
-      env: rcloneEnv({
-        RCLONE_CONFIG: '/dev/null',
-        ...s3RemoteEnv('S3', svc.s3),
-        ...sftpRemoteEnv('BOX', svc.sftp),
-      }),
-    });
-    return await tree(out);
-  } finally {
-    await rm(out, { recursive: true, force: true });
-  }
-}
 
 /** What the watcher will do: find the changes and queue them; then wait until both are done. */
 async function pushChanges() {
@@ -86,9 +54,7 @@ beforeAll(async () => {
   state = openState({ kind: 'sqlite', path: path.join(dir, 'state.db') });
   const s3 = s3RemoteEnv('BKP_S3', svc.s3);
   const box = sftpRemoteEnv('BKP_BOX', svc.sftp);
-  await exec('rclone', ['mkdir', `S3:${bucket}`], {
-    env: rcloneEnv({ RCLONE_CONFIG: '/dev/null', ...s3RemoteEnv('S3', svc.s3) }),
-  });
+  await testRclone('mkdir', `S3:${bucket}`);
   rcd = await RcloneDaemon.start({ remotes: { ...s3, ...box }, logger });
   engine = new PushEngine({
     state,
@@ -116,9 +82,7 @@ afterAll(async () => {
   await engine?.stop();
   await rcd?.stop();
   await state?.close();
-  await exec('rclone', ['purge', `S3:${bucket}`], {
-    env: rcloneEnv({ RCLONE_CONFIG: '/dev/null', ...s3RemoteEnv('S3', svc.s3) }),
-  }).catch(() => {});
+  await testRclone('purge', `S3:${bucket}`).catch(() => {});
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -132,9 +96,9 @@ describe('the push engine, to S3 and a Storage Box at once', () => {
       await readFile(path.join(root, 'me', 'Docs', 'b.bin')),
     );
     await pushChanges();
-    const mirror = await tree(root);
-    expect(await remoteTree('S3', 'google-drive')).toEqual(mirror);
-    expect(await remoteTree('BOX', 'google-drive')).toEqual(mirror);
+    const mirror = await hashTree(root);
+    expect(await remoteTree(`S3:${bucket}/google-drive`)).toEqual(mirror);
+    expect(await remoteTree(`BOX:${boxPath}/google-drive`)).toEqual(mirror);
     expect((await state.destinationFiles.totals()).map((t) => [t.destination, t.files])).toEqual([
       ['aws_s3', 3],
       ['eu_provider', 3],
@@ -149,13 +113,13 @@ describe('the push engine, to S3 and a Storage Box at once', () => {
     const gone = await readFile(path.join(docs, 'copy of b.bin'));
     await rm(path.join(docs, 'copy of b.bin'));
     await pushChanges();
-    const mirror = await tree(root);
-    expect(await remoteTree('S3', 'google-drive')).toEqual(mirror);
-    expect(await remoteTree('BOX', 'google-drive')).toEqual(mirror);
+    const mirror = await hashTree(root);
+    expect(await remoteTree(`S3:${bucket}/google-drive`)).toEqual(mirror);
+    expect(await remoteTree(`BOX:${boxPath}/google-drive`)).toEqual(mirror);
     const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
     const trash = { 'me/Docs/a.txt': sha(oldA), 'me/Docs/copy of b.bin': sha(gone) };
-    expect(await remoteTree('S3', `.trash/${today()}/google-drive`)).toEqual(trash);
-    expect(await remoteTree('BOX', `.trash/${today()}/google-drive`)).toEqual(trash);
+    expect(await remoteTree(`S3:${bucket}/.trash/${today()}/google-drive`)).toEqual(trash);
+    expect(await remoteTree(`BOX:${boxPath}/.trash/${today()}/google-drive`)).toEqual(trash);
   });
 
   it('moves a renamed folder of 100 MB at the destinations, uploading under 1 MB', async () => {
@@ -189,9 +153,9 @@ describe('the push engine, to S3 and a Storage Box at once', () => {
     expect(await engine.drained({ timeoutMs: 120_000 })).toBe(true);
     const sent = (await written()) - before;
     expect(sent).toBeLessThan(1024 * 1024);
-    const mirror = await tree(root);
-    expect(await remoteTree('S3', 'google-drive')).toEqual(mirror);
-    expect(await remoteTree('BOX', 'google-drive')).toEqual(mirror);
+    const mirror = await hashTree(root);
+    expect(await remoteTree(`S3:${bucket}/google-drive`)).toEqual(mirror);
+    expect(await remoteTree(`BOX:${boxPath}/google-drive`)).toEqual(mirror);
     // And the state follows: nothing to do on the next pass.
     await pushChanges();
     expect(await state.queue.counts()).toMatchObject({ pending: 0 });

@@ -2,63 +2,20 @@
 // S3 (the Ceph gateway) and a Storage Box (OpenSSH), through rclone. Creations, overwrites,
 // moves and deletions end up the same everywhere, old versions under .trash/, metadata under
 // .backupd/, and a destination that fails does not stop the others.
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanEnv, makeHome, runCli, type Home } from '../helpers/daemon.js';
-import {
-  loadTestServices,
-  rcloneEnv,
-  s3RemoteEnv,
-  sftpRemoteEnv,
-  type TestServices,
-} from '../helpers/services.js';
+import { hashTree, remoteTree, testRclone } from '../helpers/trees.js';
+import { loadTestServices, type TestServices } from '../helpers/services.js';
 
-const exec = promisify(execFile);
 let svc: TestServices;
 let home: Home;
 let env: NodeJS.ProcessEnv;
 const bucket = `push-${randomBytes(4).toString('hex')}`;
 const boxPath = `box-${randomBytes(4).toString('hex')}`;
 const today = new Date().toISOString().slice(0, 10);
-
-async function tree(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (d: string) => {
-    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else
-        out[path.relative(dir, p)] = createHash('sha256')
-          .update(await readFile(p))
-          .digest('hex');
-    }
-  };
-  await walk(dir);
-  return out;
-}
-
-/** Copies a destination folder back with rclone and hashes it. */
-async function remoteTree(remote: 'S3' | 'BOX', sub: string): Promise<Record<string, string>> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'backupd-readback-'));
-  try {
-    const root = remote === 'S3' ? `S3:${bucket}/${sub}` : `BOX:${boxPath}/${sub}`;
-    await exec('rclone', ['copy', root, dir], {
-      env: rcloneEnv({
-        RCLONE_CONFIG: '/dev/null',
-        ...s3RemoteEnv('S3', svc.s3),
-        ...sftpRemoteEnv('BOX', svc.sftp),
-      }),
-    });
-    return await tree(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
 
 async function sync(extraArgs: string[] = [], e = env) {
   const r = await runCli(['sync', '--once', '--json', '--config', home.config, ...extraArgs], {
@@ -118,9 +75,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await exec('rclone', ['purge', `S3:${bucket}`], {
-    env: rcloneEnv({ RCLONE_CONFIG: '/dev/null', ...s3RemoteEnv('S3', svc.s3) }),
-  }).catch(() => {});
+  await testRclone('purge', `S3:${bucket}`).catch(() => {});
   await home?.cleanup();
 });
 
@@ -140,17 +95,17 @@ describe('sync --once to three destinations', () => {
     for (const name of ['local', 'aws_s3', 'eu_provider']) {
       expect(summary.destinations[name]).toMatchObject({ ok: true, transferred: 4, verified: 4 });
     }
-    const drive = pushed(await tree(home.drive));
-    const photos = await tree(home.photos);
+    const drive = pushed(await hashTree(home.drive));
+    const photos = await hashTree(home.photos);
     expect(Object.keys(drive)).toHaveLength(3);
-    expect(await tree(path.join(home.secondDisk, 'google-drive'))).toEqual(drive);
-    expect(await tree(path.join(home.secondDisk, 'google-photos'))).toEqual(photos);
-    expect(await remoteTree('S3', 'google-drive')).toEqual(drive);
-    expect(await remoteTree('S3', 'google-photos')).toEqual(photos);
-    expect(await remoteTree('BOX', 'google-drive')).toEqual(drive);
-    const meta = await remoteTree('BOX', '.backupd');
+    expect(await hashTree(path.join(home.secondDisk, 'google-drive'))).toEqual(drive);
+    expect(await hashTree(path.join(home.secondDisk, 'google-photos'))).toEqual(photos);
+    expect(await remoteTree(`S3:${bucket}/google-drive`)).toEqual(drive);
+    expect(await remoteTree(`S3:${bucket}/google-photos`)).toEqual(photos);
+    expect(await remoteTree(`BOX:${boxPath}/google-drive`)).toEqual(drive);
+    const meta = await remoteTree(`BOX:${boxPath}/.backupd`);
     expect(Object.keys(meta).sort()).toEqual(['config.yaml', 'state.db']);
-    const s3Meta = await remoteTree('S3', '.backupd');
+    const s3Meta = await remoteTree(`S3:${bucket}/.backupd`);
     expect(Object.keys(s3Meta).sort()).toEqual(['config.yaml', 'state.db']);
   });
 
@@ -186,14 +141,14 @@ describe('sync --once to three destinations', () => {
       mine('Taxes/2025/return.pdf'),
       mine('Été à Zürich — photos.txt'),
     ]);
-    expect(await tree(path.join(home.secondDisk, '.trash'))).toEqual({});
+    expect(await hashTree(path.join(home.secondDisk, '.trash'))).toEqual({});
 
     const { code, summary } = await sync();
     expect(code).toBe(0);
-    const drive = pushed(await tree(home.drive));
-    expect(await tree(path.join(home.secondDisk, 'google-drive'))).toEqual(drive);
-    expect(await remoteTree('S3', 'google-drive')).toEqual(drive);
-    expect(await remoteTree('BOX', 'google-drive')).toEqual(drive);
+    const drive = pushed(await hashTree(home.drive));
+    expect(await hashTree(path.join(home.secondDisk, 'google-drive'))).toEqual(drive);
+    expect(await remoteTree(`S3:${bucket}/google-drive`)).toEqual(drive);
+    expect(await remoteTree(`BOX:${boxPath}/google-drive`)).toEqual(drive);
 
     const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
     const expectedTrash = {
@@ -201,11 +156,11 @@ describe('sync --once to three destinations', () => {
       'someone@example.com/My Drive/Taxes/2025/return.pdf': sha(oldReturn),
       'someone@example.com/My Drive/Été à Zürich — photos.txt': expect.any(String),
     };
-    expect(await tree(path.join(home.secondDisk, '.trash', today, 'google-drive'))).toEqual(
+    expect(await hashTree(path.join(home.secondDisk, '.trash', today, 'google-drive'))).toEqual(
       expectedTrash,
     );
-    expect(await remoteTree('S3', `.trash/${today}/google-drive`)).toEqual(expectedTrash);
-    expect(await remoteTree('BOX', `.trash/${today}/google-drive`)).toEqual(expectedTrash);
+    expect(await remoteTree(`S3:${bucket}/.trash/${today}/google-drive`)).toEqual(expectedTrash);
+    expect(await remoteTree(`BOX:${boxPath}/.trash/${today}/google-drive`)).toEqual(expectedTrash);
     expect(summary.destinations.aws_s3.trashed).toBe(3);
   });
 
@@ -253,7 +208,7 @@ describe('sync --once to three destinations', () => {
       expect(summary.destinations.local.error.message).toContain('is empty');
       expect(summary.destinations.local.error.fix).toContain('--allow-empty-source');
       expect(
-        Object.keys(await tree(path.join(home.secondDisk, 'google-drive'))).length,
+        Object.keys(await hashTree(path.join(home.secondDisk, 'google-drive'))).length,
       ).toBeGreaterThan(0);
       await rm(home.drive, { recursive: true });
       const missing = await sync();

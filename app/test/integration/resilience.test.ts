@@ -18,16 +18,13 @@ import {
   type Home,
 } from '../helpers/daemon.js';
 import { loadTestServices, rcloneEnv, s3RemoteEnv } from '../helpers/services.js';
+import { testRclone } from '../helpers/trees.js';
 
 const exec = promisify(execFile);
 const homes: Home[] = [];
 const buckets: string[] = [];
 afterAll(async () => {
-  const svc = loadTestServices();
-  for (const b of buckets)
-    await exec('rclone', ['purge', `S3:${b}`], {
-      env: rcloneEnv({ RCLONE_CONFIG: '/dev/null', ...s3RemoteEnv('S3', svc.s3) }),
-    }).catch(() => {});
+  for (const b of buckets) await testRclone('purge', `S3:${b}`).catch(() => {});
   for (const h of homes) await h.cleanup();
 });
 

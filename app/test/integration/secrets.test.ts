@@ -1,11 +1,9 @@
 // No secret value, wherever it is kept (the config file, the environment, the encrypted store,
 // set through the API), appears in any log line, any API answer, the daemon's console output or
 // the metadata copied to the destinations, even when a user pastes one into the wrong field.
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   ApiClient,
@@ -16,9 +14,9 @@ import {
   startDaemon,
   type Home,
 } from '../helpers/daemon.js';
-import { loadTestServices, rcloneEnv, s3RemoteEnv } from '../helpers/services.js';
+import { loadTestServices } from '../helpers/services.js';
+import { testRclone } from '../helpers/trees.js';
 
-const exec = promisify(execFile);
 const secret = (label: string) => `${label}-${randomBytes(12).toString('hex')}`;
 let home: Home;
 afterAll(async () => {
@@ -171,14 +169,10 @@ describe('secrets never leave', () => {
     expect(logs).toContain('sync pass finished');
     const configFile = await readFile(home.config, 'utf8');
     const metaDir = path.join(home.dir, 'meta');
-    await exec('rclone', ['copy', `S3:${bucket}/.backupd`, metaDir], {
-      env: rcloneEnv({ RCLONE_CONFIG: '/dev/null', ...s3RemoteEnv('S3', svc.s3) }),
-    });
+    await testRclone('copy', `S3:${bucket}/.backupd`, metaDir);
     const meta = await readFile(path.join(metaDir, 'config.yaml'), 'utf8');
     expect(meta).toContain('smtp_server');
-    await exec('rclone', ['purge', `S3:${bucket}`], {
-      env: rcloneEnv({ RCLONE_CONFIG: '/dev/null', ...s3RemoteEnv('S3', svc.s3) }),
-    });
+    await testRclone('purge', `S3:${bucket}`);
 
     const everything = {
       logs,
