@@ -55,6 +55,16 @@ export async function ingest(ctx: IngestContext, changes: Change[]): Promise<voi
           from_path: c.from,
           is_dir: c.isDir,
         });
+        // Events tell the past, the mirror the present: what now stands at the new place may
+        // differ from what the state moved there (written since, or moved on). Check it, which
+        // costs a stat per file and a hash only where something differs.
+        if (c.isDir) {
+          await flush();
+          await rescan(ctx, c.to);
+        } else {
+          const change = await upsert(ctx, c.to, now);
+          if (change) out.push(change);
+        }
       } else if (!c.isDir) {
         // The state never knew the old path (moved in before it was seen): a new file.
         const change = await upsert(ctx, c.to, now);

@@ -135,7 +135,6 @@ function localFiles(root: string, skip: (rel: string, isDir: boolean) => boolean
  */
 class ModelDestination {
   readonly files: Map<string, string>;
-  trace: string[] = [];
   constructor(
     private readonly root: string,
     private readonly skip: (rel: string, isDir: boolean) => boolean,
@@ -144,7 +143,6 @@ class ModelDestination {
   }
 
   apply(c: Change): void {
-    this.trace.push(`apply ${JSON.stringify(c)}`);
     switch (c.kind) {
       case 'upsert': {
         const content = this.read(c.path);
@@ -183,7 +181,6 @@ class ModelDestination {
     for (const [k, v] of localFiles(this.root, this.skip)) {
       if (k === p || p === '' || k.startsWith(`${p}/`)) this.files.set(k, v);
     }
-    this.trace.push(`  reconciled ${p}`);
   }
 
   private read(rel: string): string | undefined {
