@@ -6,7 +6,7 @@
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NewChange, State } from '../state/index.js';
-import { hashFile, reconcile, sameFacts } from './reconcile.js';
+import { reconcile, recordFile, sameFacts } from './reconcile.js';
 import type { Change } from './watcher.js';
 
 export interface IngestContext {
@@ -97,23 +97,12 @@ async function upsert(
   const facts = { size: st.size, mtime_ms: st.mtimeMs, inode: st.ino };
   const prev = await ctx.state.files.get(ctx.source, rel);
   if (prev?.state === 'present' && sameFacts(prev, facts)) return undefined;
-  let h;
   try {
-    h = await hashFile(file);
+    const r = await recordFile(ctx.state, ctx.source, ctx.root, rel, facts, prev, now());
+    if (!r.changed) return undefined;
   } catch {
-    return undefined;
+    return undefined; // gone or unreadable since the stat: the watcher reports what follows
   }
-  await ctx.state.files.upsert({
-    source: ctx.source,
-    rel_path: rel,
-    ...facts,
-    size: h.size,
-    sha256: h.sha256,
-    md5: h.md5,
-    state: 'present',
-    updated_at: now(),
-  });
-  if (prev?.state === 'present' && prev.sha256 === h.sha256) return undefined;
   return { source: ctx.source, rel_path: rel, op: 'upsert' };
 }
 

@@ -64,6 +64,35 @@ export async function hashFile(
   return { sha256: sha.digest('hex'), md5: md5.digest('hex'), size };
 }
 
+/**
+ * Hashes a mirror file and records it in the state. `changed` is false when the state already
+ * had this content there (the file was only touched), so nothing needs pushing.
+ */
+export async function recordFile(
+  state: State,
+  source: string,
+  root: string,
+  rel: string,
+  facts: FileFacts,
+  prev: FileRecord | undefined,
+  at: number,
+  signal?: AbortSignal,
+): Promise<{ size: number; changed: boolean; existed: boolean }> {
+  const h = await hashFile(join(root, rel), signal);
+  await state.files.upsert({
+    source,
+    rel_path: rel,
+    ...facts,
+    size: h.size,
+    sha256: h.sha256,
+    md5: h.md5,
+    state: 'present',
+    updated_at: at,
+  });
+  const had = prev?.state === 'present' ? prev : undefined;
+  return { size: h.size, changed: !had || had.sha256 !== h.sha256, existed: !!had };
+}
+
 export const sameFacts = (a: Pick<FileRecord, 'size' | 'mtime_ms' | 'inode'>, b: FileFacts) =>
   a.size === b.size &&
   Math.abs(a.mtime_ms - b.mtime_ms) < 0.001 &&
@@ -146,22 +175,11 @@ export async function reconcile(o: ReconcileOptions): Promise<ReconcileResult> {
   const fresh = new Map<number, { rel: string } & FileFacts>();
 
   const record = async (rel: string, facts: FileFacts, prev: FileRecord | undefined) => {
-    const h = await hashFile(join(o.root, rel), o.signal);
+    const r = await recordFile(o.state, o.source, o.root, rel, facts, prev, now(), o.signal);
     result.hashed++;
-    result.bytesHashed += h.size;
-    await o.state.files.upsert({
-      source: o.source,
-      rel_path: rel,
-      ...facts,
-      size: h.size,
-      sha256: h.sha256,
-      md5: h.md5,
-      state: 'present',
-      updated_at: now(),
-    });
-    const had = prev?.state === 'present' ? prev : undefined;
-    if (had && had.sha256 === h.sha256) return; // touched, not changed
-    if (had) result.changed++;
+    result.bytesHashed += r.size;
+    if (!r.changed) return; // touched, not changed
+    if (r.existed) result.changed++;
     else result.added++;
     await emit({ source: o.source, rel_path: rel, op: 'upsert' });
   };
