@@ -13,6 +13,7 @@ import {
   loadConfigFile,
   pinoLevel,
   resolveRuntime,
+  secretPaths,
   type Runtime,
 } from '../config/index.js';
 import {
@@ -243,11 +244,8 @@ export async function startDaemon(
 /** What the push half is built from: sources, destinations (with their secrets), sync settings. */
 function pushSettings(rt: Runtime) {
   const { sources, destinations, sync } = rt.config;
-  const secrets = [
-    'aws_s3.access_key_id',
-    'aws_s3.secret_access_key',
-    'eu_provider.access_key',
-    'eu_provider.secret_key',
-  ].map((k) => rt.secret(`destinations.${k}`));
+  const secrets = secretPaths()
+    .filter((p) => p.startsWith('destinations.'))
+    .map((p) => rt.secret(p));
   return { sources, destinations, sync, secrets };
 }

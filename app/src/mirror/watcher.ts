@@ -56,7 +56,7 @@ import {
   type InotifyEvent,
 } from '@backupd/inotify';
 
-/** Names the pull half gives files while they download (see push/tree.ts); never reported. */
+/** Names the pull half gives files while they download; never reported, never pushed. */
 export const PARTIAL_SUFFIX = '.backupd-partial';
 /** The daemon's own folder at the top of a mirror folder; never reported. */
 export const BOOKKEEPING_DIR = '.backupd';

@@ -59,71 +59,65 @@ export function describeDestination(
     fix: how,
   });
 
-  if (name === 'local') {
-    const path = cfg.local.path ? resolve(runtime.baseDir, cfg.local.path) : '';
-    return {
-      name,
-      type: 'local',
-      target: path,
-      remote: { remote, env: def({ type: 'local' }), root: path },
-    };
-  }
+  /** An S3-type destination: its credentials checked, its remote defined. */
+  const s3 = (o: {
+    type: string;
+    target: string;
+    keys: [string, string];
+    keysFix: string;
+    settings: Record<string, string | undefined>;
+    sslVerify: boolean | undefined;
+  }): DestinationDescription => {
+    const [keyId, secret] = o.keys.map((k) => runtime.secret(k));
+    if (!keyId || !secret) {
+      return { name, type: o.type, target: o.target, problem: missing(['access key'], o.keysFix) };
+    }
+    const env = def({
+      type: 's3',
+      env_auth: 'false',
+      access_key_id: keyId,
+      secret_access_key: secret,
+      ...o.settings,
+      no_check_certificate:
+        (o.sslVerify ?? runtime.config.security.ssl_verify) ? undefined : 'true',
+    });
+    return { name, type: o.type, target: o.target, remote: { remote, root: o.target, env } };
+  };
+  const local = (path: string): DestinationDescription => ({
+    name,
+    type: 'local',
+    target: path,
+    remote: { remote, env: def({ type: 'local' }), root: path },
+  });
+
+  if (name === 'local')
+    return local(cfg.local.path ? resolve(runtime.baseDir, cfg.local.path) : '');
 
   if (name === 'aws_s3') {
     const c = cfg.aws_s3;
     const endpoint = runtime.destinationEndpoint('aws_s3');
-    const target = join(c.bucket, c.prefix);
-    const keyId = runtime.secret('destinations.aws_s3.access_key_id');
-    const secret = runtime.secret('destinations.aws_s3.secret_access_key');
-    if (!keyId || !secret) {
-      return {
-        name,
-        type: 's3',
-        target,
-        problem: missing(
-          ['access key'],
-          'Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or store them with `backupd secrets set destinations.aws_s3.access_key_id` and `... secret_access_key`.',
-        ),
-      };
-    }
-    return {
-      name,
+    const sse = c.server_side_encryption ?? (endpoint ? 'none' : 'AES256');
+    return s3({
       type: 's3',
-      target,
-      remote: {
-        remote,
-        root: target,
-        env: def({
-          type: 's3',
-          provider: endpoint ? 'Other' : 'AWS',
-          env_auth: 'false',
-          access_key_id: keyId,
-          secret_access_key: secret,
-          region: c.region,
-          endpoint: endpoint ? withScheme(endpoint) : undefined,
-          force_path_style: endpoint ? 'true' : undefined,
-          // AWS's own features by default on AWS only: other S3 servers often refuse them.
-          storage_class: c.storage_class ?? (endpoint ? undefined : 'INTELLIGENT_TIERING'),
-          server_side_encryption: ((sse) => (sse === 'none' ? undefined : sse))(
-            c.server_side_encryption ?? (endpoint ? 'none' : 'AES256'),
-          ),
-          no_check_certificate:
-            (c.ssl_verify ?? runtime.config.security.ssl_verify) ? undefined : 'true',
-        }),
+      target: join(c.bucket, c.prefix),
+      keys: ['destinations.aws_s3.access_key_id', 'destinations.aws_s3.secret_access_key'],
+      keysFix:
+        'Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or store them with `backupd secrets set destinations.aws_s3.access_key_id` and `... secret_access_key`.',
+      settings: {
+        provider: endpoint ? 'Other' : 'AWS',
+        region: c.region,
+        endpoint: endpoint ? withScheme(endpoint) : undefined,
+        force_path_style: endpoint ? 'true' : undefined,
+        // AWS's own features by default on AWS only: other S3 servers often refuse them.
+        storage_class: c.storage_class ?? (endpoint ? undefined : 'INTELLIGENT_TIERING'),
+        server_side_encryption: sse === 'none' ? undefined : sse,
       },
-    };
+      sslVerify: c.ssl_verify,
+    });
   }
 
   const c = cfg.eu_provider;
-  if (c.type === 'local') {
-    const path = resolve(runtime.baseDir, c.path ?? '.', c.prefix);
-    return {
-      name,
-      type: 'local',
-      target: path,
-      remote: { remote, env: def({ type: 'local' }), root: path },
-    };
-  }
+  if (c.type === 'local') return local(resolve(runtime.baseDir, c.path ?? '.', c.prefix));
   if (c.type === 'hetzner_storage_box') {
     const root = join(c.path, c.prefix);
     return {
@@ -146,40 +140,19 @@ export function describeDestination(
       },
     };
   }
-  const target = join(c.bucket, c.prefix);
-  const keyId = runtime.secret('destinations.eu_provider.access_key');
-  const secret = runtime.secret('destinations.eu_provider.secret_key');
-  if (!keyId || !secret) {
-    return {
-      name,
-      type: c.type,
-      target,
-      problem: missing(
-        ['access key'],
-        'Set EU_PROVIDER_ACCESS_KEY and EU_PROVIDER_SECRET_KEY, or store them with `backupd secrets set destinations.eu_provider.access_key` and `... secret_key`.',
-      ),
-    };
-  }
   const endpoint = c.endpoint ?? (c.region ? PROVIDER_ENDPOINTS[c.type]?.(c.region) : undefined);
-  return {
-    name,
+  return s3({
     type: c.type,
-    target,
-    remote: {
-      remote,
-      root: target,
-      env: def({
-        type: 's3',
-        provider: c.type === 'scaleway' ? 'Scaleway' : 'Other',
-        env_auth: 'false',
-        access_key_id: keyId,
-        secret_access_key: secret,
-        region: c.region,
-        endpoint: endpoint ? withScheme(endpoint) : undefined,
-        force_path_style: c.type === 's3' ? 'true' : undefined,
-        no_check_certificate:
-          (c.ssl_verify ?? runtime.config.security.ssl_verify) ? undefined : 'true',
-      }),
+    target: join(c.bucket, c.prefix),
+    keys: ['destinations.eu_provider.access_key', 'destinations.eu_provider.secret_key'],
+    keysFix:
+      'Set EU_PROVIDER_ACCESS_KEY and EU_PROVIDER_SECRET_KEY, or store them with `backupd secrets set destinations.eu_provider.access_key` and `... secret_key`.',
+    settings: {
+      provider: c.type === 'scaleway' ? 'Scaleway' : 'Other',
+      region: c.region,
+      endpoint: endpoint ? withScheme(endpoint) : undefined,
+      force_path_style: c.type === 's3' ? 'true' : undefined,
     },
-  };
+    sslVerify: c.ssl_verify,
+  });
 }

@@ -229,14 +229,19 @@ export class PushEngine {
   }
 
   /** The rclone file system of a source's folder at a destination, e.g. `BKP_AWS_S3:bucket/google-drive`. */
-  private fs(d: EngineDestination, source: string): string {
-    return `${d.remote.remote}:${[d.remote.root, basename(this.mirror(source))].filter(Boolean).join('/')}`;
+  private fs(d: EngineDestination, source: string, ...under: string[]): string {
+    const parts = [d.remote.root, ...under, basename(this.mirror(source))];
+    return `${d.remote.remote}:${parts.filter(Boolean).join('/')}`;
   }
 
+  /** Today's trash of a source at a destination: `.trash/YYYY-MM-DD/<folder>`. */
+  private trashFs(d: EngineDestination, source: string): string {
+    return this.fs(d, source, '.trash', new Date(this.now()).toISOString().slice(0, 10));
+  }
+
+  /** rclone moves what a copy or move replaces into the trash. */
   private trashOpts(d: EngineDestination, source: string): Record<string, unknown> {
-    const day = new Date(this.now()).toISOString().slice(0, 10);
-    const trash = `${d.remote.remote}:${[d.remote.root, '.trash', day, basename(this.mirror(source))].filter(Boolean).join('/')}`;
-    return { _config: { BackupDir: trash } };
+    return { _config: { BackupDir: this.trashFs(d, source) } };
   }
 
   private mirror(source: string): string {
@@ -285,8 +290,7 @@ export class PushEngine {
       return;
     }
     if (item.op === 'delete') {
-      const day = new Date(this.now()).toISOString().slice(0, 10);
-      const trashFs = `${d.remote.remote}:${[d.remote.root, '.trash', day, basename(this.mirror(item.source))].filter(Boolean).join('/')}`;
+      const trashFs = this.trashFs(d, item.source);
       try {
         await rc.job(
           'operations/movefile',

@@ -7,6 +7,7 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import type { DestinationRemote } from './destinations.js';
+import { BOOKKEEPING_DIR, PARTIAL_SUFFIX } from '../mirror/watcher.js';
 import { runRclone, type RcloneLogLine } from './rclone.js';
 
 export interface TreePushOptions {
@@ -34,11 +35,6 @@ export interface TreePushResult {
   error?: { message: string; fix?: string };
 }
 
-/** Names the pull half gives files while they download; never pushed. */
-export const PARTIAL_PATTERN = '*.backupd-partial';
-/** The daemon's own folder inside a mirror folder; pushed separately, as `.backupd/`. */
-export const BOOKKEEPING_DIR = '.backupd';
-
 /** rclone's log lines for a file sent (or that would be, on a dry run). */
 const SENT = /^(Copied \((new|replaced existing)\)|Skipped copy as --dry-run)/;
 /** ... and for an old version going into the trash: a server-side move (local, SFTP) or copy + delete (S3). */
@@ -52,7 +48,7 @@ export const remotePath = (remote: DestinationRemote, ...parts: string[]) =>
     .replace(/\/{2,}/g, '/')}`;
 
 export function excludeArgs(patterns: string[], paths: string[]): string[] {
-  const args: string[] = ['--exclude', PARTIAL_PATTERN, '--exclude', `/${BOOKKEEPING_DIR}/**`];
+  const args: string[] = ['--exclude', `*${PARTIAL_SUFFIX}`, '--exclude', `/${BOOKKEEPING_DIR}/**`];
   for (const p of patterns) args.push('--exclude', p);
   for (const p of paths) args.push('--exclude', `/${p.replace(/^\/+|\/+$/g, '')}/**`);
   return args;

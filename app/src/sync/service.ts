@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import type { DestinationName, Runtime, SourceName } from '../config/index.js';
 import type { Logger } from '../log/index.js';
-import { ingest } from '../mirror/ingest.js';
+import { ingest, type IngestContext } from '../mirror/ingest.js';
 import { reconcile } from '../mirror/reconcile.js';
 import { globExcluder, watchTree, type Watcher } from '../mirror/watcher.js';
 import { BandwidthController, type BandwidthState } from '../push/bandwidth.js';
@@ -163,29 +163,17 @@ export class SyncService {
       );
       return;
     }
-    const exclude = globExcluder(
-      cfg.sources[name].exclude_patterns,
-      cfg.sources[name].exclude_paths,
-    );
-    const ctx = {
-      source: name,
-      root: run.root,
-      state: this.deps.state,
-      exclude,
-      submit: (changes: NewChange[]) => this.intake!.submit(changes),
-      onWarning: (message: string, detail?: Record<string, unknown>) =>
-        this.log.warn({ source_name: name, ...detail }, message),
-    };
+    const ctx = this.context(run);
     if (cfg.sync.mode === 'realtime') {
       run.watcher = watchTree(run.root, {
         debounceMs: cfg.sync.watch_delay_seconds * 1000,
-        exclude,
+        exclude: ctx.exclude,
         onChanges: (changes) => this.enqueue(run, () => ingest(ctx, changes)),
         onWarning: (message, detail) => this.log.warn({ source_name: name, ...detail }, message),
       });
     }
     this.enqueue(run, async () => {
-      const r = await reconcile({ ...ctx, onChanges: ctx.submit });
+      const r = await this.rescan(run);
       this.log.info(
         { source_name: name, ...r },
         `${name}: the mirror and the state agree (${r.scanned} files looked at, ${r.hashed} hashed)`,
@@ -240,33 +228,38 @@ export class SyncService {
   }
 
   /** Runs a source's work after what is already queued for it; errors are logged, never lost silently. */
-  private enqueue(run: SourceRun, work: () => Promise<void>): void {
+  private enqueue(run: SourceRun, work: () => Promise<void>, rescanOnError = true): void {
     run.chain = run.chain.then(work).catch((err: Error) => {
       this.log.error(
         { err, source_name: run.name },
-        `${run.name}: handling changes failed (${err.message}); a full rescan follows`,
+        `${run.name}: handling changes failed (${err.message})${rescanOnError ? '; a full rescan follows' : ''}`,
       );
-      run.chain = run.chain.then(() => this.rescan(run));
+      if (rescanOnError) this.enqueue(run, async () => void (await this.rescan(run)), false);
     });
   }
 
-  private async rescan(run: SourceRun): Promise<void> {
-    const cfg = this.deps.runtime().config;
-    await reconcile({
+  /** How a source's changes reach the state and the queue. */
+  private context(run: SourceRun): IngestContext {
+    const cfg = this.deps.runtime().config.sources[run.name];
+    return {
       source: run.name,
       root: run.root,
       state: this.deps.state,
-      exclude: globExcluder(
-        cfg.sources[run.name].exclude_patterns,
-        cfg.sources[run.name].exclude_paths,
-      ),
-      onChanges: (c) => this.intake!.submit(c),
-    });
+      exclude: globExcluder(cfg.exclude_patterns, cfg.exclude_paths),
+      submit: (changes: NewChange[]) => this.intake!.submit(changes),
+      onWarning: (message: string, detail?: Record<string, unknown>) =>
+        this.log.warn({ source_name: run.name, ...detail }, message),
+    };
+  }
+
+  private rescan(run: SourceRun) {
+    const ctx = this.context(run);
+    return reconcile({ ...ctx, onChanges: ctx.submit });
   }
 
   /** A full reconciliation of every source now (the panel's "sync now"). */
   force(): void {
-    for (const run of this.sources) this.enqueue(run, () => this.rescan(run));
+    for (const run of this.sources) this.enqueue(run, async () => void (await this.rescan(run)));
   }
 
   /** Waits until every source's queued work is handled and the push queue is drained. */
