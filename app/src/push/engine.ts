@@ -7,10 +7,13 @@
  * the destination's object is proven equal (size and MD5 where the destination can tell it).
  * A destination that keeps failing is paused by a circuit breaker; the others go on.
  */
-import { basename } from 'node:path';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join, posix } from 'node:path';
 import type { Logger } from '../log/index.js';
-import type { QueueItem, State } from '../state/index.js';
+import type { FileRecord, QueueItem, State } from '../state/index.js';
 import type { DestinationRemote } from './destinations.js';
+import { fixFor } from './fixes.js';
 
 /** The part of rclone's remote control the engine uses (see rcd.ts). */
 export interface Rc {
@@ -22,7 +25,7 @@ export interface Rc {
   job<T = unknown>(
     path: string,
     params: Record<string, unknown>,
-    opts?: { group?: string; signal?: AbortSignal },
+    opts?: { group?: string; signal?: AbortSignal; pollMs?: number },
   ): Promise<T>;
 }
 
@@ -51,15 +54,68 @@ export interface DestinationHealth {
   state: 'ok' | 'failing' | 'paused';
   consecutiveFailures: number;
   openUntil: number | null;
-  lastError: { message: string; fix?: string; at: number } | null;
+  lastError: { message: string; fix: string; at: number } | null;
   lastSuccessAt: number | null;
 }
+
+/** What a destination's worker did since the engine started. */
+export interface PushCounters {
+  /** Files sent from the mirror, and their bytes. */
+  uploaded: number;
+  bytes: number;
+  /** Files whose content the destination already held elsewhere: copied there, server-side. */
+  copied: number;
+  /** Files and folders moved or renamed at the destination. */
+  moved: number;
+  /** Earlier versions that went to the trash: files deleted, and files replaced by a new version. */
+  trashed: number;
+  /** Files proven equal to the mirror after a copy. */
+  verified: number;
+  /** Attempts that failed (each is retried). */
+  failures: number;
+}
+
+const noCounters = (): PushCounters => ({
+  uploaded: 0,
+  bytes: 0,
+  copied: 0,
+  moved: 0,
+  trashed: 0,
+  verified: 0,
+  failures: 0,
+});
+
+/** An upsert worked out: what the destination needs to become equal to the mirror. */
+type UpsertPlan =
+  | { kind: 'nothing' }
+  | {
+      kind: 'copy';
+      file: FileRecord;
+      /** Where the destination already holds this content (server-side copy), if anywhere. */
+      twin?: { source: string; remote_path: string };
+      /** The destination holds an older version at this path (it goes to the trash). */
+      replaces: boolean;
+    };
 
 const BREAKER_THRESHOLD = 5;
 const BREAKER_MAX_MS = 10 * 60_000;
 const FAILED_RETRY_MS = 60 * 60_000;
 /** Files up to this size are copied with a plain rc call rather than a polled job. */
 const SMALL_FILE = 16 * 1024 * 1024;
+/**
+ * At least this many new small files of one source in a batch go as one `sync/copy` job (with
+ * rclone's own parallelism) instead of one call each: the initial push of a new destination,
+ * or a folder of photos dropped in at once.
+ */
+const BULK_MIN = 16;
+/** A folder's listing (with hashes) verifies its files when at least this many were sent there. */
+const LIST_MIN = 8;
+
+/** An object at a destination as rclone's `operations/stat` and `operations/list` give it. */
+interface RemoteObject {
+  Size: number;
+  Hashes?: Record<string, string>;
+}
 
 const statusOf = (err: unknown) => (err as { status?: number }).status;
 
@@ -70,6 +126,7 @@ export class PushEngine {
   private readonly wakers = new Map<string, () => void>();
   private readonly loops = new Map<string, Promise<void>>();
   private readonly paused = new Set<string>();
+  private readonly counters = new Map<string, PushCounters>();
   private controller = new AbortController();
   private running = false;
 
@@ -84,6 +141,7 @@ export class PushEngine {
         lastError: null,
         lastSuccessAt: null,
       });
+      this.counters.set(d.name, noCounters());
     }
   }
 
@@ -121,6 +179,12 @@ export class PushEngine {
   healthOf(destination: string): DestinationHealth | undefined {
     const h = this.health.get(destination);
     return h && { ...h, state: this.paused.has(destination) ? 'paused' : h.state };
+  }
+
+  /** What a destination's worker did since the engine started. */
+  countersOf(destination: string): PushCounters | undefined {
+    const c = this.counters.get(destination);
+    return c && { ...c };
   }
 
   /** Resolves once no destination has pending work that is due (failed items waiting excluded). */
@@ -168,7 +232,7 @@ export class PushEngine {
       }
       let j = i;
       while (j < batch.length && batch[j]!.op === 'upsert') j++;
-      const upserts = batch.slice(i, j);
+      const upserts = await this.runBulk(d, batch.slice(i, j), log);
       let next = 0;
       await Promise.all(
         Array.from({ length: Math.min(width, upserts.length) }, async () => {
@@ -183,49 +247,64 @@ export class PushEngine {
   }
 
   private async runItem(d: EngineDestination, item: QueueItem, log: Logger): Promise<void> {
-    const h = this.health.get(d.name)!;
     try {
       await this.apply(d, item);
-      await this.o.state.queue.complete(item.id, this.now());
-      Object.assign(h, {
-        state: 'ok',
-        consecutiveFailures: 0,
-        openUntil: null,
-        lastSuccessAt: this.now(),
-      });
+      await this.done(d, item);
     } catch (err) {
-      if (this.controller.signal.aborted) return;
-      const message = (err as Error).message;
-      const attempts = item.attempts + 1;
-      const exhausted = attempts > this.o.retryAttempts;
-      const backoff =
-        Math.min(this.o.retryDelayMs * 2 ** item.attempts, FAILED_RETRY_MS) * (0.5 + this.random());
-      await this.o.state.queue.retry(
-        item.id,
-        message,
-        this.now() + (exhausted ? FAILED_RETRY_MS : backoff),
-        exhausted,
-        this.now(),
-      );
-      h.consecutiveFailures++;
-      h.lastError = { message, at: this.now() };
-      if (h.consecutiveFailures >= BREAKER_THRESHOLD) {
-        const open = Math.min(
-          30_000 * 2 ** (h.consecutiveFailures - BREAKER_THRESHOLD),
-          BREAKER_MAX_MS,
-        );
-        if (h.state !== 'failing')
-          log.error(
-            { error: message },
-            `${d.name} keeps failing; pausing it for ${Math.round(open / 1000)} s (the other destinations go on)`,
-          );
-        Object.assign(h, { state: 'failing', openUntil: this.now() + open });
-      }
-      log[exhausted ? 'error' : 'warn'](
-        { path: item.rel_path, op: item.op, attempts, error: message },
-        `${item.op} of ${item.rel_path} to ${d.name} failed${exhausted ? '; retried hourly from now on' : ', will retry'}`,
-      );
+      await this.failed(d, item, err, log);
     }
+  }
+
+  private async done(d: EngineDestination, item: QueueItem): Promise<void> {
+    await this.o.state.queue.complete(item.id, this.now());
+    Object.assign(this.health.get(d.name)!, {
+      state: 'ok',
+      consecutiveFailures: 0,
+      openUntil: null,
+      lastSuccessAt: this.now(),
+    });
+  }
+
+  /** A failed attempt: retried later with backoff; a destination that keeps failing is paused. */
+  private async failed(
+    d: EngineDestination,
+    item: QueueItem,
+    err: unknown,
+    log: Logger,
+  ): Promise<void> {
+    const h = this.health.get(d.name)!;
+    if (this.controller.signal.aborted) return;
+    this.counters.get(d.name)!.failures++;
+    const message = (err as Error).message;
+    const attempts = item.attempts + 1;
+    const exhausted = attempts > this.o.retryAttempts;
+    const backoff =
+      Math.min(this.o.retryDelayMs * 2 ** item.attempts, FAILED_RETRY_MS) * (0.5 + this.random());
+    await this.o.state.queue.retry(
+      item.id,
+      message,
+      this.now() + (exhausted ? FAILED_RETRY_MS : backoff),
+      exhausted,
+      this.now(),
+    );
+    h.consecutiveFailures++;
+    h.lastError = { message, fix: fixFor([message]), at: this.now() };
+    if (h.consecutiveFailures >= BREAKER_THRESHOLD) {
+      const open = Math.min(
+        30_000 * 2 ** (h.consecutiveFailures - BREAKER_THRESHOLD),
+        BREAKER_MAX_MS,
+      );
+      if (h.state !== 'failing')
+        log.error(
+          { error: message },
+          `${d.name} keeps failing; pausing it for ${Math.round(open / 1000)} s (the other destinations go on)`,
+        );
+      Object.assign(h, { state: 'failing', openUntil: this.now() + open });
+    }
+    log[exhausted ? 'error' : 'warn'](
+      { path: item.rel_path, op: item.op, attempts, error: message },
+      `${item.op} of ${item.rel_path} to ${d.name} failed${exhausted ? '; retried hourly from now on' : ', will retry'}`,
+    );
   }
 
   /** The rclone file system of a source's folder at a destination, e.g. `BKP_AWS_S3:bucket/google-drive`. */
@@ -240,7 +319,7 @@ export class PushEngine {
   }
 
   /** rclone moves what a copy or move replaces into the trash. */
-  private trashOpts(d: EngineDestination, source: string): Record<string, unknown> {
+  private trashOpts(d: EngineDestination, source: string) {
     return { _config: { BackupDir: this.trashFs(d, source) } };
   }
 
@@ -256,22 +335,14 @@ export class PushEngine {
     const signal = this.controller.signal;
     const group = `push/${d.name}`;
     if (item.op === 'upsert') {
-      const file = await state.files.get(item.source, item.rel_path);
-      if (!file || file.state !== 'present' || !file.sha256) return; // gone or changed since: a later item says what to do
-      const held = await state.destinationFiles.get(d.name, item.source, item.rel_path);
-      if (
-        held?.state === 'verified' &&
-        held.sha256 === file.sha256 &&
-        held.remote_path === item.rel_path
-      )
-        return;
-      const twin = await state.destinationFiles.holderOf(d.name, file.sha256);
-      const fromTwin = twin && !(twin.source === item.source && twin.remote_path === item.rel_path);
+      const plan = await this.planUpsert(d, item);
+      if (plan.kind === 'nothing') return;
+      const { file, twin } = plan;
       await this.run(
         'operations/copyfile',
         {
-          srcFs: fromTwin ? this.fs(d, twin.source) : this.mirror(item.source),
-          srcRemote: fromTwin ? twin.remote_path : item.rel_path,
+          srcFs: twin ? this.fs(d, twin.source) : this.mirror(item.source),
+          srcRemote: twin ? twin.remote_path : item.rel_path,
           dstFs: fs,
           dstRemote: item.rel_path,
           ...this.trashOpts(d, item.source),
@@ -280,13 +351,7 @@ export class PushEngine {
         file.size,
       );
       await this.verify(fs, item.rel_path, file.size, file.md5);
-      await state.destinationFiles.markVerified(
-        d.name,
-        item.source,
-        item.rel_path,
-        file.size,
-        this.now(),
-      );
+      await this.copied(d, item, plan);
       return;
     }
     if (item.op === 'delete') {
@@ -299,8 +364,11 @@ export class PushEngine {
         );
       } catch (err) {
         if (statusOf(err) !== 404 && !/not found/i.test((err as Error).message)) throw err;
+        await state.destinationFiles.forget(d.name, item.source, item.rel_path);
+        return; // it was not there: nothing went to the trash
       }
       await state.destinationFiles.forget(d.name, item.source, item.rel_path);
+      this.counters.get(d.name)!.trashed++;
       return;
     }
     // A move: server-side at the destination, never a new upload.
@@ -317,6 +385,7 @@ export class PushEngine {
         { group, signal },
       );
       await state.destinationFiles.moved(d.name, item.source, from, item.rel_path, true);
+      this.counters.get(d.name)!.moved++;
       return;
     }
     const held = await state.destinationFiles.get(d.name, item.source, item.rel_path);
@@ -336,6 +405,197 @@ export class PushEngine {
       { group, signal },
     );
     await state.destinationFiles.moved(d.name, item.source, from, item.rel_path, false);
+    this.counters.get(d.name)!.moved++;
+  }
+
+  /** What an upsert needs at a destination, from the state alone. */
+  private async planUpsert(d: EngineDestination, item: QueueItem): Promise<UpsertPlan> {
+    const { state } = this.o;
+    const file = await state.files.get(item.source, item.rel_path);
+    // Gone or changed since: a later item says what to do.
+    if (!file || file.state !== 'present' || !file.sha256) return { kind: 'nothing' };
+    const held = await state.destinationFiles.get(d.name, item.source, item.rel_path);
+    const there = held?.state === 'verified' && held.remote_path === item.rel_path;
+    if (there && held.sha256 === file.sha256) return { kind: 'nothing' };
+    const twin = await state.destinationFiles.holderOf(d.name, file.sha256);
+    const elsewhere =
+      twin && !(twin.source === item.source && twin.remote_path === item.rel_path)
+        ? twin
+        : undefined;
+    return { kind: 'copy', file, twin: elsewhere, replaces: !!there };
+  }
+
+  /** A copy proven equal: recorded in the state and counted. */
+  private async copied(
+    d: EngineDestination,
+    item: QueueItem,
+    plan: Extract<UpsertPlan, { kind: 'copy' }>,
+  ): Promise<void> {
+    await this.o.state.destinationFiles.markVerified(
+      d.name,
+      item.source,
+      item.rel_path,
+      plan.file.size,
+      this.now(),
+    );
+    const c = this.counters.get(d.name)!;
+    c.verified++;
+    if (plan.replaces) c.trashed++;
+    if (plan.twin) c.copied++;
+    else {
+      c.uploaded++;
+      c.bytes += plan.file.size;
+    }
+  }
+
+  /**
+   * Sends the new small files among a run of upserts as one `sync/copy` job per source (a file
+   * list, rclone's own parallelism, what the destination already holds skipped by checksum),
+   * then verifies each against the destination and settles it like a single copy. Returns the
+   * upserts left for one-by-one handling (large files, server-side copies, replacements, a few
+   * stragglers).
+   */
+  private async runBulk(
+    d: EngineDestination,
+    upserts: QueueItem[],
+    log: Logger,
+  ): Promise<QueueItem[]> {
+    if (upserts.length < BULK_MIN) return upserts;
+    const rest: QueueItem[] = [];
+    const bySource = new Map<
+      string,
+      { item: QueueItem; plan: Extract<UpsertPlan, { kind: 'copy' }> }[]
+    >();
+    for (const item of upserts) {
+      const plan = await this.planUpsert(d, item);
+      if (plan.kind === 'nothing') await this.done(d, item);
+      else if (
+        plan.twin ||
+        plan.replaces ||
+        plan.file.size > SMALL_FILE ||
+        /[\r\n]/.test(item.rel_path)
+      )
+        rest.push(item);
+      else {
+        const list = bySource.get(item.source) ?? [];
+        list.push({ item, plan });
+        bySource.set(item.source, list);
+      }
+    }
+    for (const [source, entries] of bySource) {
+      if (!this.running) break;
+      if (entries.length < BULK_MIN) {
+        rest.push(...entries.map((e) => e.item));
+        continue;
+      }
+      const fs = this.fs(d, source);
+      const dir = await mkdtemp(join(tmpdir(), 'backupd-bulk-'));
+      try {
+        const list = join(dir, 'files');
+        await writeFile(list, entries.map((e) => e.item.rel_path).join('\n') + '\n');
+        await this.o.rc.job(
+          'sync/copy',
+          {
+            srcFs: this.mirror(source),
+            dstFs: fs,
+            _filter: { FilesFromRaw: [list] },
+            _config: {
+              ...this.trashOpts(d, source)._config,
+              CheckSum: true,
+              Transfers: Math.max(1, this.o.transfers ?? 8),
+            },
+          },
+          // A bulk takes seconds: polling its end often keeps the next one from waiting.
+          { group: `push/${d.name}`, signal: this.controller.signal, pollMs: 200 },
+        );
+      } catch (err) {
+        // Some files may have failed: the checks below tell which, and only those are retried.
+        if (this.controller.signal.aborted) return [];
+        log.warn(
+          { error: (err as Error).message, files: entries.length },
+          `bulk copy to ${d.name} reported errors; checking each file`,
+        );
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+      const found = await this.verifyMany(
+        fs,
+        entries.map((e) => e.item.rel_path),
+      );
+      for (const { item, plan } of entries) {
+        try {
+          this.check(item.rel_path, found.get(item.rel_path), plan.file.size, plan.file.md5);
+          await this.copied(d, item, plan);
+          await this.done(d, item);
+        } catch (err) {
+          await this.failed(d, item, err, log);
+        }
+      }
+    }
+    return rest;
+  }
+
+  /**
+   * What the destination holds at these paths: a folder's listing (one request per thousand
+   * objects on S3) where several files were sent to it, one stat each otherwise.
+   */
+  private async verifyMany(
+    fs: string,
+    paths: string[],
+  ): Promise<Map<string, RemoteObject | null | Error>> {
+    const byDir = new Map<string, string[]>();
+    for (const p of paths) {
+      const dir = posix.dirname(p) === '.' ? '' : posix.dirname(p);
+      byDir.set(dir, [...(byDir.get(dir) ?? []), p]);
+    }
+    const found = new Map<string, RemoteObject | null | Error>();
+    const jobs: (() => Promise<void>)[] = [];
+    for (const [dir, inDir] of byDir) {
+      if (inDir.length >= LIST_MIN && this.cheapHashes(fs)) {
+        jobs.push(async () => {
+          try {
+            const r = await this.o.rc.call<{ list: (RemoteObject & { Path: string })[] }>(
+              'operations/list',
+              {
+                fs,
+                remote: dir,
+                opt: {
+                  showHash: true,
+                  hashTypes: ['md5'],
+                  filesOnly: true,
+                  noMimeType: true,
+                  noModTime: true, // S3 would read each object's metadata for it
+                },
+              },
+            );
+            const listed = new Map(r.list.map((o) => [o.Path, o]));
+            for (const p of inDir) found.set(p, listed.get(p) ?? null);
+          } catch (err) {
+            for (const p of inDir) found.set(p, err as Error);
+          }
+        });
+      } else
+        for (const p of inDir)
+          jobs.push(async () => {
+            found.set(p, await this.stat(fs, p).catch((err: Error) => err));
+          });
+    }
+    let next = 0;
+    await Promise.all(
+      Array.from(
+        { length: Math.min(Math.max(1, this.o.transfers ?? 8), jobs.length) },
+        async () => {
+          while (next < jobs.length) await jobs[next++]!();
+        },
+      ),
+    );
+    return found;
+  }
+
+  /** S3 lists MD5s with its objects; an SFTP server would hash every file of the folder. */
+  private cheapHashes(fs: string): boolean {
+    const d = this.o.destinations.find((x) => fs.startsWith(`${x.remote.remote}:`));
+    return d?.remote.env[`RCLONE_CONFIG_${d.remote.remote}_TYPE`] === 's3';
   }
 
   /**
@@ -354,6 +614,15 @@ export class PushEngine {
     else await this.o.rc.job(path, params, { group, signal });
   }
 
+  private async stat(fs: string, remote: string): Promise<RemoteObject | null> {
+    const r = await this.o.rc.call<{ item: RemoteObject | null }>('operations/stat', {
+      fs,
+      remote,
+      opt: { showHash: true, hashTypes: ['md5'] },
+    });
+    return r.item;
+  }
+
   /** The destination's object must have the mirror file's size, and its MD5 where it can tell. */
   private async verify(
     fs: string,
@@ -361,20 +630,23 @@ export class PushEngine {
     size: number,
     md5: string | null,
   ): Promise<void> {
-    const r = await this.o.rc.call<{
-      item: { Size: number; Hashes?: Record<string, string> } | null;
-    }>('operations/stat', {
-      fs,
-      remote,
-      opt: { showHash: true },
-    });
-    if (!r.item)
+    this.check(remote, await this.stat(fs, remote), size, md5);
+  }
+
+  private check(
+    remote: string,
+    found: RemoteObject | null | Error | undefined,
+    size: number,
+    md5: string | null,
+  ): void {
+    if (found instanceof Error) throw found;
+    if (!found)
       throw new Error(`verification failed: ${remote} is not at the destination after the copy`);
-    if (r.item.Size !== size)
+    if (found.Size !== size)
       throw new Error(
-        `verification failed: ${remote} has ${r.item.Size} bytes at the destination, ${size} on the mirror`,
+        `verification failed: ${remote} has ${found.Size} bytes at the destination, ${size} on the mirror`,
       );
-    const theirs = r.item.Hashes?.md5;
+    const theirs = found.Hashes?.md5;
     if (md5 && theirs && theirs.toLowerCase() !== md5)
       throw new Error(
         `verification failed: ${remote} has MD5 ${theirs} at the destination, ${md5} on the mirror`,

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import type { DestinationRemote } from './destinations.js';
 import { BOOKKEEPING_DIR, PARTIAL_SUFFIX } from '../mirror/watcher.js';
+import { fixFor } from './fixes.js';
 import { runRclone, type RcloneLogLine } from './rclone.js';
 
 export interface TreePushOptions {
@@ -175,19 +176,3 @@ function failure(message: string, fix?: string): TreePushResult {
 }
 
 /** Turns rclone's last error lines into advice. */
-export function fixFor(tail: string[]): string {
-  const text = tail.join('\n');
-  if (/InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|403/.test(text))
-    return 'Check the access key and secret of this destination, and that they may write to the bucket.';
-  if (/NoSuchBucket/.test(text))
-    return 'Create the bucket, or correct the bucket name in the configuration.';
-  if (/knownhosts|host key/i.test(text))
-    return "The server's host key does not match known_hosts_file: check you are talking to the right server, then update the file.";
-  if (/unable to authenticate|permission denied \(publickey/i.test(text))
-    return 'The server refused the SSH key: install the public key on the Storage Box (ssh-copy-id -p 23 -s ...).';
-  if (/connection refused|no such host|i\/o timeout|network is unreachable/i.test(text))
-    return 'The destination cannot be reached: check the endpoint or host and the network.';
-  if (/no space left|quota/i.test(text))
-    return 'The destination is full: free space or raise its quota.';
-  return 'See the log for the full rclone output; the push is retried on the next run.';
-}
