@@ -26,8 +26,11 @@ Usage: backupd <command> [--config FILE]
 
   start                    run the daemon: the API and admin panel, systemd readiness and
                            watchdog, housekeeping (the watcher and push workers come next)
-  sync --once [--json] [--dry-run] [--allow-empty-source]
-                           one complete pass: pull, push, verify; exit 0 only if all succeeded
+  sync --once [--json] [--dry-run] [--allow-empty-source] [--confirm-deletions]
+                           one complete pass: pull, push everything pending, verify; exit 0
+                           only if all succeeded. --dry-run: say what would be sent, moved and
+                           trashed; --confirm-deletions: release deletions the mass-deletion
+                           guard holds
   status [--json]          what the appliance is doing
   config check [--json]    validate the configuration; non-zero exit with the bad keys named
   secrets set NAME         store a secret (value read from standard input), e.g.
@@ -53,6 +56,7 @@ async function main(argv: string[]): Promise<number> {
       once: { type: 'boolean' },
       'dry-run': { type: 'boolean' },
       'allow-empty-source': { type: 'boolean' },
+      'confirm-deletions': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'V' },
     },
@@ -73,6 +77,7 @@ async function main(argv: string[]): Promise<number> {
         json: !!values.json,
         dryRun: !!values['dry-run'],
         allowEmptySource: !!values['allow-empty-source'],
+        confirmDeletions: !!values['confirm-deletions'],
       });
     case 'status':
       return status(values.config, !!values.json);
@@ -133,7 +138,7 @@ async function start(configPath: string | undefined): Promise<number> {
 
 async function sync(
   configPath: string | undefined,
-  opts: { json: boolean; dryRun: boolean; allowEmptySource: boolean },
+  opts: { json: boolean; dryRun: boolean; allowEmptySource: boolean; confirmDeletions: boolean },
 ): Promise<number> {
   return withContext(configPath, async (ctx) => {
     const controller = new AbortController();
@@ -147,7 +152,7 @@ async function sync(
         logger: ctx.logger,
         configView: () => ctx.config.view(),
       },
-      { dryRun: opts.dryRun, allowEmptySource: opts.allowEmptySource, signal: controller.signal },
+      { ...opts, signal: controller.signal },
     );
     process.off('SIGINT', abort);
     process.off('SIGTERM', abort);
@@ -170,13 +175,16 @@ export function formatSummary(s: SyncSummary): string {
       '  no destination is enabled: nothing was pushed. Enable one in the configuration (docs/configuration.md).',
     );
   for (const [name, d] of dests) {
-    const verb = s.dry_run ? 'would send' : 'sent';
+    const did = s.dry_run
+      ? `would send ${d.transferred} file(s), move ${d.moved}, trash ${d.trashed}`
+      : `sent ${d.transferred} file(s) (${d.bytes} bytes uploaded, ${d.copied} copied at the destination), ${d.moved} moved, ${d.trashed} to the trash, ${d.verified} verified`;
     lines.push(
       d.ok
-        ? `  ${name} (${d.target}): ok, ${verb} ${d.transferred} file(s), ${d.bytes} bytes, ${d.trashed} moved to trash, ${d.verified} verified`
-        : `  ${name} (${d.target}): FAILED: ${d.error?.message ?? 'unknown error'}${d.error?.fix ? `\n      fix: ${d.error.fix}` : ''}`,
+        ? `  ${name} (${d.target}): ok, ${did}`
+        : `  ${name} (${d.target}): FAILED: ${d.error?.message ?? 'unknown error'}${d.error?.fix ? `\n      fix: ${d.error.fix}` : ''}${d.left ? `\n      ${d.left} change(s) left for the next pass` : ''}`,
     );
     for (const f of d.would_send ?? []) lines.push(`      send   ${f}`);
+    for (const m of d.would_move ?? []) lines.push(`      move   ${m.from} -> ${m.to}`);
     for (const f of d.would_trash ?? []) lines.push(`      trash  ${f}`);
   }
   return lines.join('\n');

@@ -31,6 +31,8 @@ export interface ReconcileOptions {
   onWarning?: (message: string, detail?: Record<string, unknown>) => void;
   now?: () => number;
   signal?: AbortSignal;
+  /** Only tell the changes: the state is left as it is (`backupd sync --once --dry-run`). */
+  dryRun?: boolean;
 }
 
 export interface ReconcileResult {
@@ -175,7 +177,13 @@ export async function reconcile(o: ReconcileOptions): Promise<ReconcileResult> {
   const fresh = new Map<number, { rel: string } & FileFacts>();
 
   const record = async (rel: string, facts: FileFacts, prev: FileRecord | undefined) => {
-    const r = await recordFile(o.state, o.source, o.root, rel, facts, prev, now(), o.signal);
+    const r = o.dryRun
+      ? await hashFile(join(o.root, rel), o.signal).then((h) => ({
+          size: h.size,
+          changed: prev?.state !== 'present' || prev.sha256 !== h.sha256,
+          existed: prev?.state === 'present',
+        }))
+      : await recordFile(o.state, o.source, o.root, rel, facts, prev, now(), o.signal);
     result.hashed++;
     result.bytesHashed += r.size;
     if (!r.changed) return; // touched, not changed
@@ -206,11 +214,11 @@ export async function reconcile(o: ReconcileOptions): Promise<ReconcileResult> {
     const twin = prev?.inode != null ? fresh.get(prev.inode) : undefined;
     if (prev && twin && sameFacts(prev, twin)) {
       fresh.delete(prev.inode!);
-      await o.state.files.move(o.source, rel, twin.rel, false, now());
+      if (!o.dryRun) await o.state.files.move(o.source, rel, twin.rel, false, now());
       result.moved++;
       await emit({ source: o.source, rel_path: twin.rel, op: 'move', from_path: rel });
     } else {
-      await o.state.files.markDeleted(o.source, rel, now());
+      if (!o.dryRun) await o.state.files.markDeleted(o.source, rel, now());
       result.deleted++;
       await emit({ source: o.source, rel_path: rel, op: 'delete' });
     }

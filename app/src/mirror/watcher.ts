@@ -828,9 +828,7 @@ class TreeWatcher implements Watcher {
   }
 
   private excluded(rel: string, isDir: boolean): boolean {
-    if (rel.endsWith(PARTIAL_SUFFIX)) return true;
-    if ((isDir && rel === BOOKKEEPING_DIR) || rel.startsWith(`${BOOKKEEPING_DIR}/`)) return true;
-    return this.o.exclude?.(rel, isDir) ?? false;
+    return notMirrored(rel, isDir) || (this.o.exclude?.(rel, isDir) ?? false);
   }
 
   private warn(code: WarningCode, rel: string, message: string, fix?: string, error?: string) {
@@ -1261,10 +1259,16 @@ function escapeRe(c: string): string {
   return /[.*+?^${}()|[\]\\/]/.test(c) ? `\\${c}` : c;
 }
 
+/** The pull half's files being downloaded, and the daemon's own folder: never pushed as files. */
+export const notMirrored = (rel: string, isDir: boolean) =>
+  rel.endsWith(PARTIAL_SUFFIX) ||
+  (isDir && rel === BOOKKEEPING_DIR) ||
+  rel.startsWith(`${BOOKKEEPING_DIR}/`);
+
 /**
  * The exclusions of one source (`sources.*.exclude_patterns` and `exclude_paths`) as
- * `exclude(relPath, isDir)`, with rclone's meaning, so that the watcher ignores exactly what the
- * push leaves out (push/tree.ts passes the same lists to rclone as `--exclude`):
+ * `exclude(relPath, isDir)`, with rclone's filter meaning (what people who used rclone expect),
+ * on top of what is never mirrored (`notMirrored`), for the watcher and reconciliation alike:
  * - a pattern is an rclone filter glob (see globToRegExp): without `/` it matches the base name
  *   at any depth (`*.tmp`, `.DS_Store`); with a leading `/` it is anchored at the root. A
  *   pattern applies to files, except one ending in `/` (folders only: `cache/` excludes every
@@ -1290,10 +1294,11 @@ export function globExcluder(
   for (const p of patterns) if (p.trim() !== '') add(p);
   for (const p of paths) {
     const trimmed = p.replace(/^\/+|\/+$/g, '');
-    // As push/tree.ts gives them to rclone: a path is itself read as a glob.
+    // As rclone's `--exclude /path/**` would: a path is itself read as a glob.
     if (trimmed !== '') add(`/${trimmed}/**`);
   }
   return (relPath, isDir) => {
+    if (notMirrored(relPath, isDir)) return true;
     const s = isDir ? `${relPath}/` : relPath;
     for (const r of rules) if ((isDir ? r.dir : r.file) && r.re.test(s)) return true;
     return false;

@@ -13,7 +13,7 @@ import { basename, join, posix } from 'node:path';
 import type { Logger } from '../log/index.js';
 import type { FileRecord, QueueItem, State } from '../state/index.js';
 import type { DestinationRemote } from './destinations.js';
-import { fixFor } from './fixes.js';
+import { fixFor, needsTheOwner } from './fixes.js';
 
 /** The part of rclone's remote control the engine uses (see rcd.ts). */
 export interface Rc {
@@ -75,7 +75,7 @@ export interface PushCounters {
   failures: number;
 }
 
-const noCounters = (): PushCounters => ({
+export const noCounters = (): PushCounters => ({
   uploaded: 0,
   bytes: 0,
   copied: 0,
@@ -289,6 +289,9 @@ export class PushEngine {
     );
     h.consecutiveFailures++;
     h.lastError = { message, fix: fixFor([message]), at: this.now() };
+    // Wrong credentials, a missing bucket, a changed host key: retrying soon cannot help.
+    if (needsTheOwner(message))
+      h.consecutiveFailures = Math.max(h.consecutiveFailures, BREAKER_THRESHOLD);
     if (h.consecutiveFailures >= BREAKER_THRESHOLD) {
       const open = Math.min(
         30_000 * 2 ** (h.consecutiveFailures - BREAKER_THRESHOLD),

@@ -1,3 +1,9 @@
+const OWNER_ONLY =
+  /InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|NoSuchBucket|knownhosts|host key|unable to authenticate|permission denied \(publickey/i;
+
+/** Errors only the owner can fix (credentials, bucket, host key): no use retrying soon. */
+export const needsTheOwner = (message: string) => OWNER_ONLY.test(message);
+
 /**
  * What a person can do about a push error, from rclone's words. One place, so the log, the API
  * and `backupd sync --once` give the same advice.

@@ -209,6 +209,8 @@ export interface QueueRepository {
   ): Promise<void>;
   /** Items a dead process left running go back to pending; returns how many. */
   requeueRunning(at: number): Promise<number>;
+  /** Items that failed for good (retried hourly) become due now: a pass the owner asked for. */
+  retryFailedNow(at: number): Promise<number>;
   list(filter: { destination?: string; state?: QueueState; limit: number }): Promise<QueueItem[]>;
   /** Held items become pending (ids, or all of them). */
   release(ids: number[] | 'all', at: number): Promise<number>;

@@ -13,7 +13,13 @@ import { reconcile } from '../mirror/reconcile.js';
 import { globExcluder, watchTree, type Watcher } from '../mirror/watcher.js';
 import { BandwidthController, type BandwidthState } from '../push/bandwidth.js';
 import { describeDestination } from '../push/destinations.js';
-import { PushEngine, type DestinationHealth, type EngineDestination } from '../push/engine.js';
+import {
+  noCounters,
+  PushEngine,
+  type DestinationHealth,
+  type EngineDestination,
+  type PushCounters,
+} from '../push/engine.js';
 import { Intake, type HeldAlert } from '../push/intake.js';
 import { purgeTrash } from '../push/trash.js';
 import { RcloneDaemon } from '../push/rcd.js';
@@ -43,6 +49,7 @@ export class SyncService {
   /** Bytes sent per destination, one point a minute for the last day (for the bandwidth graph). */
   private readonly samples = new Map<string, { at: number; bytes: number }[]>();
   private readonly lastBytes = new Map<string, number>();
+  private once = false;
 
   constructor(private readonly deps: { runtime: () => Runtime; state: State; logger: Logger }) {}
 
@@ -50,9 +57,15 @@ export class SyncService {
     return this.deps.logger.child({ source: 'sync' });
   }
 
-  async start(): Promise<void> {
+  /**
+   * Starts the push half. `once` is `backupd sync --once`: no watch and no timers, retries
+   * within minutes rather than hours, and only the sources given (the others' mirror folders
+   * were found unsafe to push).
+   */
+  async start(opts: { once?: boolean; sources?: SourceName[] } = {}): Promise<void> {
     const runtime = this.deps.runtime();
     const cfg = runtime.config;
+    this.once = !!opts.once;
     const remotes: Record<string, string> = {};
     this.destinations = [];
     for (const name of DESTINATION_NAMES.filter((d) => cfg.destinations[d].enabled)) {
@@ -90,7 +103,8 @@ export class SyncService {
       sources: Object.fromEntries(SOURCE_NAMES.map((s) => [s, runtime.sourcePath(s)])),
       batchSize: cfg.sync.batch_size,
       retryAttempts: cfg.sync.retry_attempts,
-      retryDelayMs: cfg.sync.retry_delay_seconds * 1000,
+      // A one-off pass retries within seconds: nobody waits an hour for a command to end.
+      retryDelayMs: Math.min(cfg.sync.retry_delay_seconds * 1000, this.once ? 2_000 : Infinity),
       transfers: cfg.sync.max_transfers,
     });
     this.intake = await new Intake({
@@ -108,14 +122,16 @@ export class SyncService {
     }).init();
     this.bandwidth = new BandwidthController({ rcd: this.rcd, config: cfg.sync, logger: this.log });
     await this.bandwidth.start();
+    if (this.once) await this.deps.state.queue.retryFailedNow(Date.now());
     await this.engine.start();
 
     await this.backfill();
-    for (const name of SOURCE_NAMES.filter((s) => cfg.sources[s].enabled)) {
+    for (const name of opts.sources ?? SOURCE_NAMES.filter((s) => cfg.sources[s].enabled)) {
       const run: SourceRun = { name, root: runtime.sourcePath(name), chain: Promise.resolve() };
       this.sources.push(run);
       this.watch(run);
     }
+    if (this.once) return;
     this.sampler = setInterval(() => void this.sample(), 60_000);
     this.sampler.unref();
     this.trashTimer = setInterval(() => void this.purgeTrash(), 24 * 3600_000);
@@ -164,7 +180,7 @@ export class SyncService {
       return;
     }
     const ctx = this.context(run);
-    if (cfg.sync.mode === 'realtime') {
+    if (cfg.sync.mode === 'realtime' && !this.once) {
       run.watcher = watchTree(run.root, {
         debounceMs: cfg.sync.watch_delay_seconds * 1000,
         exclude: ctx.exclude,
@@ -262,10 +278,27 @@ export class SyncService {
     for (const run of this.sources) this.enqueue(run, async () => void (await this.rescan(run)));
   }
 
+  /** Waits until every source's changes are in the state and the queue (held ones included). */
+  async settled(): Promise<void> {
+    for (;;) {
+      const chains = this.sources.map((s) => s.chain);
+      await Promise.all(chains);
+      if (this.sources.every((s, i) => s.chain === chains[i])) return;
+    }
+  }
+
   /** Waits until every source's queued work is handled and the push queue is drained. */
   async idle(timeoutMs = 60_000): Promise<boolean> {
-    await Promise.all(this.sources.map((s) => s.chain));
+    await this.settled();
     return (await this.engine?.drained({ timeoutMs })) ?? true;
+  }
+
+  /** The destinations being pushed to, and what each worker did so far. */
+  pushedTo(): { name: DestinationName; counters: PushCounters }[] {
+    return this.destinations.map((d) => ({
+      name: d.name as DestinationName,
+      counters: this.engine?.countersOf(d.name) ?? noCounters(),
+    }));
   }
 
   destinationHealth(

@@ -132,15 +132,14 @@ describe('sync --once to three destinations', () => {
     const dry = await sync(['--dry-run']);
     expect(dry.code).toBe(0);
     const mine = (f: string) => `google-drive/someone@example.com/My Drive/${f}`;
-    expect(dry.summary.destinations.local.would_send.sort()).toEqual([
-      mine('Archive/return-2025.pdf'),
-      mine('new.txt'),
-      mine('notes.txt'),
-    ]);
-    expect(dry.summary.destinations.local.would_trash.sort()).toEqual([
-      mine('Taxes/2025/return.pdf'),
-      mine('Été à Zürich — photos.txt'),
-    ]);
+    for (const name of ['local', 'aws_s3', 'eu_provider']) {
+      const plan = dry.summary.destinations[name];
+      expect(plan.would_send).toEqual([mine('new.txt'), mine('notes.txt')]);
+      expect(plan.would_move).toEqual([
+        { from: mine('Taxes/2025/return.pdf'), to: mine('Archive/return-2025.pdf') },
+      ]);
+      expect(plan.would_trash).toEqual([mine('Été à Zürich — photos.txt')]);
+    }
     expect(await hashTree(path.join(home.secondDisk, '.trash'))).toEqual({});
 
     const { code, summary } = await sync();
@@ -151,9 +150,9 @@ describe('sync --once to three destinations', () => {
     expect(await remoteTree(`BOX:${boxPath}/google-drive`)).toEqual(drive);
 
     const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    // The moved file was moved at each destination, not sent again and not trashed.
     const expectedTrash = {
       'someone@example.com/My Drive/notes.txt': sha(oldNotes),
-      'someone@example.com/My Drive/Taxes/2025/return.pdf': sha(oldReturn),
       'someone@example.com/My Drive/Été à Zürich — photos.txt': expect.any(String),
     };
     expect(await hashTree(path.join(home.secondDisk, '.trash', today, 'google-drive'))).toEqual(
@@ -161,7 +160,16 @@ describe('sync --once to three destinations', () => {
     );
     expect(await remoteTree(`S3:${bucket}/.trash/${today}/google-drive`)).toEqual(expectedTrash);
     expect(await remoteTree(`BOX:${boxPath}/.trash/${today}/google-drive`)).toEqual(expectedTrash);
-    expect(summary.destinations.aws_s3.trashed).toBe(3);
+    expect(drive['someone@example.com/My Drive/Archive/return-2025.pdf']).toBe(sha(oldReturn));
+    for (const name of ['local', 'aws_s3', 'eu_provider'])
+      expect(summary.destinations[name]).toMatchObject({
+        ok: true,
+        transferred: 2,
+        moved: 1,
+        trashed: 2,
+        verified: 2,
+        left: 0,
+      });
   });
 
   it('keeps pushing to the healthy destinations when one fails, and says how to fix the other', async () => {

@@ -128,6 +128,11 @@ export function sqliteQueue(db: Database.Database, stmt: Stmt): QueueRepository 
         at,
       ).changes;
     },
+    async retryFailedNow(at) {
+      return stmt(
+        "UPDATE queue SET next_attempt_at = NULL, updated_at = ? WHERE state = 'failed'",
+      ).run(at).changes;
+    },
     async list(f) {
       const where: string[] = [];
       const args: unknown[] = [];
