@@ -29,9 +29,10 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# The daemon's own needs: rclone moves the data; a compiler builds better-sqlite3.
+# The daemon's own needs: rclone moves the data; rsync and ssh send deltas of large files changed
+# in part to a Storage Box (app/src/push/rsync.ts); a compiler builds better-sqlite3.
 install_system_packages() {
-  apt_install rclone ca-certificates python3 make g++
+  apt_install rclone rsync openssh-client ca-certificates python3 make g++
 }
 
 install_npm_packages() {
