@@ -14,6 +14,7 @@ import type { Logger } from '../log/index.js';
 import type { FileRecord, QueueItem, State } from '../state/index.js';
 import type { DestinationRemote } from './destinations.js';
 import { fixFor, needsTheOwner } from './fixes.js';
+import { deltaWorthIt, fsPath, RsyncError, sendDelta, sshTargetOf } from './rsync.js';
 
 /** The part of rclone's remote control the engine uses (see rcd.ts). */
 export interface Rc {
@@ -46,6 +47,8 @@ export interface EngineOptions {
   retryDelayMs: number;
   /** Transfers in flight per destination (default 8: small files are bound by latency). */
   transfers?: number;
+  /** The upload limit in force, bytes per second (null: none), for transfers outside rclone. */
+  uploadLimit?: () => number | null;
   now?: () => number;
   random?: () => number;
 }
@@ -95,6 +98,8 @@ type UpsertPlan =
       twin?: { source: string; remote_path: string };
       /** The destination holds an older version at this path (it goes to the trash). */
       replaces: boolean;
+      /** That older version's size, when known. */
+      previousSize?: number | null;
     };
 
 const BREAKER_THRESHOLD = 5;
@@ -127,6 +132,8 @@ export class PushEngine {
   private readonly loops = new Map<string, Promise<void>>();
   private readonly paused = new Set<string>();
   private readonly counters = new Map<string, PushCounters>();
+  /** rsync deltas run one at a time per destination (a Storage Box allows 10 connections). */
+  private readonly deltaTurns = new Map<string, Promise<unknown>>();
   private controller = new AbortController();
   private running = false;
 
@@ -341,6 +348,7 @@ export class PushEngine {
       const plan = await this.planUpsert(d, item);
       if (plan.kind === 'nothing') return;
       const { file, twin } = plan;
+      if (!twin && (await this.sentAsDelta(d, item, plan))) return;
       await this.run(
         'operations/copyfile',
         {
@@ -411,6 +419,52 @@ export class PushEngine {
     this.counters.get(d.name)!.moved++;
   }
 
+  /**
+   * A large file the Storage Box holds an older version of goes as an rsync delta (only the
+   * changed blocks travel; the old version goes to the trash like rclone's BackupDir does it).
+   * False when a delta does not apply or rsync cannot do it here: the caller uploads whole.
+   */
+  private async sentAsDelta(
+    d: EngineDestination,
+    item: QueueItem,
+    plan: Extract<UpsertPlan, { kind: 'copy' }>,
+  ): Promise<boolean> {
+    const ssh = sshTargetOf(d.remote);
+    if (!ssh || !plan.replaces || !deltaWorthIt(plan.file.size, plan.previousSize)) return false;
+    const turn = (this.deltaTurns.get(d.name) ?? Promise.resolve()).then(async () => {
+      const limit = this.o.uploadLimit?.() ?? null;
+      return sendDelta({
+        ssh,
+        mirrorDir: this.mirror(item.source),
+        relPath: item.rel_path,
+        remoteDir: fsPath(this.fs(d, item.source)),
+        trashDir: fsPath(this.trashFs(d, item.source)),
+        ...(limit ? { bwlimitKiBps: Math.max(1, Math.floor(limit / 1024)) } : {}),
+        signal: this.controller.signal,
+      });
+    });
+    this.deltaTurns.set(
+      d.name,
+      turn.catch(() => {}),
+    );
+    let sent;
+    try {
+      sent = await turn;
+    } catch (err) {
+      if (err instanceof RsyncError && err.fallback) {
+        this.o.logger.warn(
+          { destination: d.name, path: item.rel_path, error: err.message },
+          `rsync delta to ${d.name} not possible (${err.message}); sending ${item.rel_path} whole`,
+        );
+        return false;
+      }
+      throw err;
+    }
+    await this.verify(this.fs(d, item.source), item.rel_path, plan.file.size, plan.file.md5);
+    await this.copied(d, item, plan, sent.bytesSent);
+    return true;
+  }
+
   /** What an upsert needs at a destination, from the state alone. */
   private async planUpsert(d: EngineDestination, item: QueueItem): Promise<UpsertPlan> {
     const { state } = this.o;
@@ -425,7 +479,13 @@ export class PushEngine {
       twin && !(twin.source === item.source && twin.remote_path === item.rel_path)
         ? twin
         : undefined;
-    return { kind: 'copy', file, twin: elsewhere, replaces: !!there };
+    return {
+      kind: 'copy',
+      file,
+      twin: elsewhere,
+      replaces: !!there,
+      previousSize: there ? held.size : undefined,
+    };
   }
 
   /** A copy proven equal: recorded in the state and counted. */
@@ -433,6 +493,7 @@ export class PushEngine {
     d: EngineDestination,
     item: QueueItem,
     plan: Extract<UpsertPlan, { kind: 'copy' }>,
+    bytesSent = plan.file.size,
   ): Promise<void> {
     await this.o.state.destinationFiles.markVerified(
       d.name,
@@ -447,7 +508,7 @@ export class PushEngine {
     if (plan.twin) c.copied++;
     else {
       c.uploaded++;
-      c.bytes += plan.file.size;
+      c.bytes += bytesSent;
     }
   }
 

@@ -11,7 +11,7 @@ import type { Logger } from '../log/index.js';
 import { ingest, type IngestContext } from '../mirror/ingest.js';
 import { reconcile } from '../mirror/reconcile.js';
 import { globExcluder, watchTree, type Watcher } from '../mirror/watcher.js';
-import { BandwidthController, type BandwidthState } from '../push/bandwidth.js';
+import { BandwidthController, rateBytesPerSecond, type BandwidthState } from '../push/bandwidth.js';
 import { describeDestination } from '../push/destinations.js';
 import {
   noCounters,
@@ -106,6 +106,10 @@ export class SyncService {
       // A one-off pass retries within seconds: nobody waits an hour for a command to end.
       retryDelayMs: Math.min(cfg.sync.retry_delay_seconds * 1000, this.once ? 2_000 : Infinity),
       transfers: cfg.sync.max_transfers,
+      uploadLimit: () => {
+        const limit = this.bandwidth?.current().limit;
+        return limit ? rateBytesPerSecond(limit) : null;
+      },
     });
     this.intake = await new Intake({
       state: this.deps.state,

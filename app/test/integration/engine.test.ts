@@ -160,4 +160,33 @@ describe('the push engine, to S3 and a Storage Box at once', () => {
     await pushChanges();
     expect(await state.queue.counts()).toMatchObject({ pending: 0 });
   });
+
+  it('sends a large file changed in part to the Storage Box as an rsync delta, to S3 whole', async () => {
+    const file = path.join(root, 'me', 'Docs', 'mailbox.mbox');
+    const first = randomBytes(8 * 1024 * 1024);
+    await writeFile(file, first);
+    await pushChanges();
+    const before = { s3: engine.countersOf('aws_s3')!, box: engine.countersOf('eu_provider')! };
+
+    const second = Buffer.from(first);
+    randomBytes(4096).copy(second, 4 * 1024 * 1024);
+    await writeFile(file, second);
+    await pushChanges();
+    const s3 = engine.countersOf('aws_s3')!;
+    const box = engine.countersOf('eu_provider')!;
+    // S3 has no deltas: the whole file again. The Storage Box: a few blocks and the checksums.
+    expect(s3.bytes - before.s3.bytes).toBe(second.length);
+    const boxSent = box.bytes - before.box.bytes;
+    expect(boxSent).toBeGreaterThan(4096);
+    expect(boxSent).toBeLessThan(second.length * 0.05);
+    console.log(`rsync delta through the engine: ${boxSent} B for 4 KiB changed in 8 MiB`);
+    const mirror = await hashTree(root);
+    expect(await remoteTree(`S3:${bucket}/google-drive`)).toEqual(mirror);
+    expect(await remoteTree(`BOX:${boxPath}/google-drive`)).toEqual(mirror);
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    for (const trash of [`S3:${bucket}`, `BOX:${boxPath}`])
+      expect(
+        (await remoteTree(`${trash}/.trash/${today()}/google-drive`))['me/Docs/mailbox.mbox'],
+      ).toBe(sha(first));
+  });
 });
