@@ -1,13 +1,20 @@
 #!/usr/bin/env node
 // Benchmark of the push half against plain rclone, on the same data and the same S3 server (the
-// Ceph gateway of scripts/test-services.sh), in the same run:
-//  1. the initial push of N files: `backupd start` until every file is verified at S3, against
-//     `rclone copy --transfers 4` of the same tree to another bucket;
-//  2. with everything backed up, one file changed: the time until backupd has it verified at S3,
-//     against the time of `rclone sync` of the whole tree (what a cron-driven script does).
-// Prints the figures; docs/benchmarks.md records them with the machine they came from.
+// Ceph gateway of scripts/test-services.sh), in the same run. Two scenarios:
 //
-//   node bench/push.mjs [files=10000] [size=102400]
+//   node bench/push.mjs initial [files=10000] [size=102400]
+//     The initial push of a new destination: `backupd start` from a cold state until every file
+//     is verified at S3 (the start-up walk and hashing included), against
+//     `rclone copy --transfers 8` (backupd's default sync.max_transfers) of the same tree.
+//
+//   node bench/push.mjs change [files=100000] [size=4096] [changes=5]
+//     With every file already backed up, one file changed: the time until backupd has it
+//     verified at S3 (the watcher's delay included), against `rclone sync` of the whole tree,
+//     what a cron-driven rclone script does for the same change. Both buckets are filled with
+//     `rclone copy` first; backupd then starts, finds everything already there (checked by MD5,
+//     nothing uploaded) and records it as verified: "already backed up".
+//
+// Prints the figures; docs/benchmarks.md records them with the machine they came from.
 // Needs: npm run build, bash scripts/test-services.sh start.
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -20,8 +27,15 @@ import Database from '../node_modules/better-sqlite3/lib/index.js';
 
 const exec = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const files = Number(process.argv[2] ?? 10_000);
-const size = Number(process.argv[3] ?? 102_400);
+const scenario = process.argv[2] ?? 'initial';
+if (!['initial', 'change'].includes(scenario)) {
+  console.error('usage: node bench/push.mjs initial|change [files] [size] [changes]');
+  process.exit(2);
+}
+const files = Number(process.argv[3] ?? (scenario === 'initial' ? 10_000 : 100_000));
+const size = Number(process.argv[4] ?? (scenario === 'initial' ? 102_400 : 4096));
+const changes = Number(process.argv[5] ?? 5);
+const TRANSFERS = '8';
 const svc = JSON.parse(
   readFileSync(
     path.join(process.env.TEST_SERVICES_DIR ?? path.join(root, '.test-services'), 'services.json'),
@@ -53,9 +67,12 @@ const tag = randomBytes(3).toString('hex');
 const baseBucket = `bench-rclone-${tag}`;
 const ourBucket = `bench-backupd-${tag}`;
 let daemon;
+const rss = (pid) =>
+  Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 try {
   console.log(
-    `# push benchmark: ${files} files of ${size} bytes, S3 = Ceph RGW at ${svc.s3.endpoint}`,
+    `# push benchmark (${scenario}): ${files} files of ${size} bytes, S3 = Ceph RGW at ${svc.s3.endpoint}`,
   );
   console.log(
     `# machine: ${cpus().length} x ${cpus()[0].model}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}, ${(await exec('rclone', ['version'])).stdout.split('\n')[0]}`,
@@ -69,10 +86,6 @@ try {
   await rclone('mkdir', `S3:${baseBucket}`);
   await rclone('mkdir', `S3:${ourBucket}`);
 
-  // 1. Initial push.
-  const baseInitial = await seconds(() =>
-    rclone('copy', mirror, `S3:${baseBucket}/google-drive`, '--transfers', '4'),
-  );
   const port = 18000 + Math.floor(Math.random() * 1000);
   writeFileSync(
     path.join(dir, 'config.yaml'),
@@ -82,83 +95,105 @@ try {
       '  google_photos: { local_path: ./data/mirror/google-photos }',
       'destinations:',
       `  aws_s3: { enabled: true, bucket: ${ourBucket}, endpoint: "${svc.s3.endpoint}", region: default }`,
-      'sync: { watch_delay_seconds: 1, batch_size: 200 }',
+      'sync: { watch_delay_seconds: 1, batch_size: 500 }',
       `daemon: { api_host: 127.0.0.1, api_port: ${port}, log_level: WARNING }`,
       '',
     ].join('\n'),
   );
   const dbPath = path.join(dir, 'data', 'mirror', '.backupd', 'state.db');
-  const verified = () => {
+  const query = (sql, ...args) => {
     try {
       const db = new Database(dbPath, { readonly: true, fileMustExist: true });
       try {
-        return db
-          .prepare(
-            "SELECT COUNT(*) AS n FROM destination_files WHERE destination = 'aws_s3' AND state = 'verified'",
-          )
-          .get().n;
+        return db.prepare(sql).get(...args);
       } finally {
         db.close();
       }
     } catch {
-      return 0;
+      return undefined;
     }
   };
-  const start = process.hrtime.bigint();
-  daemon = spawn(
-    process.execPath,
-    [path.join(root, 'app/dist/cli/main.js'), 'start', '--config', path.join(dir, 'config.yaml')],
-    {
-      env: {
-        ...process.env,
-        AWS_ACCESS_KEY_ID: svc.s3.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: svc.s3.secretAccessKey,
+  const verified = () =>
+    query(
+      "SELECT COUNT(*) AS n FROM destination_files WHERE destination = 'aws_s3' AND state = 'verified'",
+    )?.n ?? 0;
+  const startDaemon = () =>
+    spawn(
+      process.execPath,
+      [path.join(root, 'app/dist/cli/main.js'), 'start', '--config', path.join(dir, 'config.yaml')],
+      {
+        env: {
+          ...process.env,
+          AWS_ACCESS_KEY_ID: svc.s3.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: svc.s3.secretAccessKey,
+        },
+        stdio: 'ignore',
       },
-      stdio: 'ignore',
-    },
-  );
-  while (verified() < files) await sleep(250);
-  const ourInitial = Number(process.hrtime.bigint() - start) / 1e9;
-  const rss = (pid) =>
-    Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
-  const daemonPeak = rss(daemon.pid);
+    );
+  const rows = [];
 
-  // 2. One file changed.
-  const changed = path.join(mirror, 'd0', 'f0.bin');
-  const stampOf = () => {
-    const db = new Database(dbPath, { readonly: true });
-    try {
-      return db
-        .prepare(
-          "SELECT d.verified_at AS t FROM destination_files d JOIN files f ON f.id = d.file_id WHERE f.rel_path = 'd0/f0.bin' AND d.destination = 'aws_s3'",
-        )
-        .get()?.t;
-    } finally {
-      db.close();
+  if (scenario === 'initial') {
+    const baseInitial = await seconds(() =>
+      rclone('copy', mirror, `S3:${baseBucket}/google-drive`, '--transfers', TRANSFERS),
+    );
+    const start = process.hrtime.bigint();
+    daemon = startDaemon();
+    while (verified() < files) await sleep(250);
+    const ourInitial = Number(process.hrtime.bigint() - start) / 1e9;
+    rows.push(
+      `| initial push of ${files} x ${size / 1024} KiB (s) | ${fmt(ourInitial)} | ${fmt(baseInitial)} (copy --transfers ${TRANSFERS}) | ${fmt(baseInitial / ourInitial, 2)} |`,
+      `| initial push, files/s | ${fmt(files / ourInitial)} | ${fmt(files / baseInitial)} | |`,
+    );
+  } else {
+    // Both buckets hold everything before either side is timed.
+    const seed = await seconds(() =>
+      Promise.all(
+        [baseBucket, ourBucket].map((b) =>
+          rclone('copy', mirror, `S3:${b}/google-drive`, '--transfers', '16'),
+        ),
+      ),
+    );
+    console.log(`# both buckets filled by rclone copy in ${fmt(seed)} s`);
+    const start = process.hrtime.bigint();
+    daemon = startDaemon();
+    while (verified() < files) await sleep(500);
+    const adopt = Number(process.hrtime.bigint() - start) / 1e9;
+    console.log(
+      `# backupd found the ${files} files already at S3 and recorded them verified in ${fmt(adopt)} s`,
+    );
+    const ours = [];
+    const theirs = [];
+    for (let c = 0; c < changes; c++) {
+      const rel = `d${c}/f${c * 500}.bin`;
+      const stamp = () =>
+        query(
+          "SELECT d.verified_at AS t FROM destination_files d JOIN files f ON f.id = d.file_id WHERE f.rel_path = ? AND d.destination = 'aws_s3'",
+          rel,
+        )?.t;
+      const before = stamp();
+      writeFileSync(path.join(mirror, rel), randomBytes(size));
+      ours.push(
+        await seconds(async () => {
+          while (stamp() === before) await sleep(20);
+        }),
+      );
+      theirs.push(
+        await seconds(() =>
+          rclone('sync', mirror, `S3:${baseBucket}/google-drive`, '--transfers', TRANSFERS),
+        ),
+      );
     }
-  };
-  const before = stampOf();
-  writeFileSync(changed, randomBytes(size));
-  const ourOne = await seconds(async () => {
-    while (stampOf() === before) await sleep(50);
-  });
-  const baseOne = await seconds(() =>
-    rclone('sync', mirror, `S3:${baseBucket}/google-drive`, '--transfers', '4'),
-  );
-
+    const o = median(ours);
+    const t = median(theirs);
+    rows.push(
+      `| one file changed until verified at S3, ${files} files backed up (s, median of ${changes}) | ${fmt(o, 2)} (watch delay 1 s included) | ${fmt(t, 2)} (sync of the tree) | ${fmt(t / o, 1)} |`,
+    );
+  }
+  rows.push(`| daemon peak RSS (MiB) | ${fmt(rss(daemon.pid), 0)} | | |`);
   console.log('');
-  console.log('| measure | backupd | plain rclone | ratio |');
+  console.log('| measure | backupd | plain rclone | ratio (rclone / backupd) |');
   console.log('| --- | --- | --- | --- |');
-  console.log(
-    `| initial push of ${files} x ${size / 1024} KiB (s) | ${fmt(ourInitial)} | ${fmt(baseInitial)} (copy --transfers 4) | ${fmt(baseInitial / ourInitial, 2)} |`,
-  );
-  console.log(
-    `| initial push, files/s | ${fmt(files / ourInitial)} | ${fmt(files / baseInitial)} | |`,
-  );
-  console.log(
-    `| one file changed until verified at S3 (s) | ${fmt(ourOne, 2)} (watch delay 1 s included) | ${fmt(baseOne, 2)} (sync of the tree) | ${fmt(baseOne / ourOne, 1)} |`,
-  );
-  console.log(`| daemon peak RSS (MiB) | ${fmt(daemonPeak, 0)} | | |`);
+  for (const r of rows) console.log(r);
 } finally {
   if (daemon) {
     daemon.kill('SIGTERM');
