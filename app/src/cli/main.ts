@@ -19,6 +19,7 @@ import { StateError } from '../state/index.js';
 import { collectStatus, type StatusReport } from '../status/index.js';
 import { syncOnce, type SyncSummary } from '../sync/once.js';
 import { RcloneMissingError } from '../push/rclone.js';
+import { lockState, StateLockedError } from '../daemon/lock.js';
 
 const USAGE = `backupd ${VERSION}: Google Drive and Photos, mirrored and pushed, verified, to S3 and a European provider.
 
@@ -141,6 +142,10 @@ async function sync(
   opts: { json: boolean; dryRun: boolean; allowEmptySource: boolean; confirmDeletions: boolean },
 ): Promise<number> {
   return withContext(configPath, async (ctx) => {
+    const lock = lockState(
+      ctx.runtime.stateDir,
+      opts.dryRun ? 'sync --once --dry-run' : 'sync --once',
+    );
     const controller = new AbortController();
     const abort = () => controller.abort();
     process.once('SIGINT', abort);
@@ -153,7 +158,7 @@ async function sync(
         configView: () => ctx.config.view(),
       },
       { ...opts, signal: controller.signal },
-    );
+    ).finally(() => lock.release());
     process.off('SIGINT', abort);
     process.off('SIGTERM', abort);
     print(opts.json ? JSON.stringify(summary, null, 2) : formatSummary(summary));
@@ -309,6 +314,8 @@ main(process.argv.slice(2)).then(
       err instanceof RcloneMissingError
     ) {
       process.stderr.write(`backupd: ${err.message}\n`);
+    } else if (err instanceof StateLockedError) {
+      process.stderr.write(`backupd: ${err.message}\n  fix: ${err.fix}\n`);
     } else if (
       (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ||
       (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'

@@ -25,6 +25,7 @@ import {
 } from '../log/index.js';
 import { openState, type State } from '../state/index.js';
 import { collectStatus } from '../status/index.js';
+import { lockState } from './lock.js';
 import { systemdNotifier } from './systemd.js';
 import { SyncService } from '../sync/service.js';
 
@@ -128,6 +129,8 @@ export async function startDaemon(
 ): Promise<RunningDaemon> {
   const log = ctx.logger.child({ source: 'daemon' });
   const startedAt = Date.now();
+  mkdirSync(ctx.runtime.stateDir, { recursive: true });
+  const lock = lockState(ctx.runtime.stateDir, 'start');
   const notifier = systemdNotifier(env, (err) => log.warn(err.message));
   const interrupted = await ctx.state.runs.interruptStale(startedAt);
   if (interrupted)
@@ -235,6 +238,7 @@ export async function startDaemon(
       await api.close();
       await sync.stop();
       if (ctx.runtime.pidFile) rmSync(ctx.runtime.pidFile, { force: true });
+      lock.release();
       log.info('stopped');
       await ctx.close();
     })());

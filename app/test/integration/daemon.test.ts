@@ -5,6 +5,7 @@ import {
   ApiClient,
   cleanEnv,
   makeHome,
+  runCli,
   startDaemon,
   type Home,
   type RunningDaemon,
@@ -199,8 +200,24 @@ describe('a first start', () => {
     expect(auth.json.entries.every((e: { source: string }) => e.source === 'auth')).toBe(true);
   });
 
+  it('refuses a second pusher on the same state: another start, or sync --once', async () => {
+    const second = await runCli(['start', '--config', home.config]);
+    expect(second.code).not.toBe(0);
+    expect(second.stderr).toMatch(/another backupd \(start, pid \d+\) is using the state/);
+    const once = await runCli(['sync', '--once', '--config', home.config]);
+    expect(once.code).not.toBe(0);
+    expect(once.stderr).toContain('fix:');
+    expect(once.stderr).toContain('POST /api/sync/force');
+    // The running daemon did not notice.
+    expect((await fetch(`${daemon.url}/api/health`)).status).toBe(200);
+  });
+
   it('stops on SIGTERM with exit code 0', async () => {
     expect(await daemon.stop()).toBe(0);
     await expect(fetch(`${daemon.url}/api/health`)).rejects.toThrow();
+    // Its lock went with it: a pass can run now.
+    const once = await runCli(['sync', '--once', '--json', '--config', home.config]);
+    expect(once.stderr).not.toMatch(/another backupd/);
+    expect(JSON.parse(once.stdout).run_id).toBeGreaterThan(0);
   });
 });
