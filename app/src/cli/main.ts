@@ -20,6 +20,12 @@ import { collectStatus, type StatusReport } from '../status/index.js';
 import { syncOnce, type SyncSummary } from '../sync/once.js';
 import { RcloneMissingError } from '../push/rclone.js';
 import { lockState, StateLockedError } from '../daemon/lock.js';
+import {
+  PROBE_DESTINATIONS,
+  ProbeRequestError,
+  probeDestinations,
+  type ProbeReport,
+} from '../push/probe.js';
 
 const USAGE = `backupd ${VERSION}: Google Drive and Photos, mirrored and pushed, verified, to S3 and a European provider.
 
@@ -34,6 +40,10 @@ Usage: backupd <command> [--config FILE]
                            guard holds
   status [--json]          what the appliance is doing
   config check [--json]    validate the configuration; non-zero exit with the bad keys named
+  config test [--json] [--destination NAME] [--apply FIX]...
+                           test each destination for real (credentials, a probe file, bucket
+                           versioning, encryption, lifecycle); exit 0 only if all passed.
+                           --apply FIX (repeatable) applies a fix the test offered, then tests again
   secrets set NAME         store a secret (value read from standard input), e.g.
                            destinations.aws_s3.secret_access_key
   secrets list             the names of the stored secrets (never the values)
@@ -58,6 +68,8 @@ async function main(argv: string[]): Promise<number> {
       'dry-run': { type: 'boolean' },
       'allow-empty-source': { type: 'boolean' },
       'confirm-deletions': { type: 'boolean' },
+      destination: { type: 'string' },
+      apply: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'V' },
     },
@@ -83,8 +95,16 @@ async function main(argv: string[]): Promise<number> {
     case 'status':
       return status(values.config, !!values.json);
     case 'config':
+      if (sub === 'test')
+        return configTest(values.config, {
+          json: !!values.json,
+          destination: values.destination,
+          apply: values.apply,
+        });
       if (sub !== 'check')
-        throw new UsageError('Usage: backupd config check [--config FILE] [--json]');
+        throw new UsageError(
+          'Usage: backupd config check [--config FILE] [--json], or backupd config test [--json] [--destination NAME] [--apply FIX]...',
+        );
       return configCheck(values.config, !!values.json);
     case 'secrets':
       return secrets(values.config, sub, arg);
@@ -251,6 +271,49 @@ async function configCheck(configPath: string | undefined, json: boolean): Promi
     }
     throw err;
   }
+}
+
+async function configTest(
+  configPath: string | undefined,
+  opts: { json: boolean; destination?: string; apply?: string[] },
+): Promise<number> {
+  const destination = opts.destination as (typeof PROBE_DESTINATIONS)[number] | undefined;
+  if (destination && !PROBE_DESTINATIONS.includes(destination))
+    throw new UsageError(
+      `unknown destination "${opts.destination}": the destinations are ${PROBE_DESTINATIONS.join(', ')}.`,
+    );
+  const { file } = findConfigFile(configPath);
+  const runtime = resolveRuntime(await loadConfigFile(file));
+  let report: ProbeReport;
+  try {
+    report = await probeDestinations(runtime, { destination, apply: opts.apply });
+  } catch (err) {
+    if (err instanceof ProbeRequestError) throw new UsageError(`${err.message} ${err.fix}`);
+    throw err;
+  }
+  print(opts.json ? JSON.stringify(report, null, 2) : formatProbe(report));
+  return report.ok ? 0 : 1;
+}
+
+export function formatProbe(r: ProbeReport): string {
+  const lines = [
+    `Configuration test (${(r.duration_ms / 1000).toFixed(1)} s): ${r.ok ? 'every check passed' : r.usable ? 'works, with warnings' : 'FAILED'}`,
+  ];
+  if (r.destinations.length === 0) lines.push(`  ${r.message}`);
+  for (const a of r.applied) lines.push(`  applied ${a.id}: ${a.message}`);
+  for (const d of r.destinations) {
+    lines.push(
+      `  ${d.name} (${d.type}, ${d.target}${d.enabled ? '' : ', not enabled'}): ${d.ok ? 'ok' : d.usable ? 'usable, with warnings' : 'FAILED'}`,
+    );
+    for (const c of d.checks) {
+      lines.push(`    ${c.status.padEnd(11)} ${c.id.padEnd(10)} ${c.message}`);
+      if (c.fix)
+        lines.push(
+          `${' '.repeat(16)}fix ${c.fix.automatic ? `(backupd config test --apply ${c.fix.id})` : c.fix.id}: ${c.fix.description}`,
+        );
+    }
+  }
+  return lines.join('\n');
 }
 
 async function secrets(

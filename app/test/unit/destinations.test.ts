@@ -98,4 +98,50 @@ describe('describeDestination', () => {
     expect(d.remote?.root).toBe('backup');
     expect(d.target).toBe('u1@u1.your-storagebox.de:23/backup');
   });
+
+  it('gives the S3 settings the remote is made of, so an SDK client reaches the same place', () => {
+    const eu = (type: string) =>
+      describeDestination(
+        runtime(
+          `destinations:\n  eu_provider:\n    enabled: true\n    type: ${type}\n    bucket: eu-backup\n    prefix: /home/\n    region: fr-par\n    ssl_verify: false\n`,
+          { EU_PROVIDER_ACCESS_KEY: 'eu-key-123', EU_PROVIDER_SECRET_KEY: 'eu-secret-123' },
+        ),
+        'eu_provider',
+      );
+    const scw = eu('scaleway');
+    expect(scw.s3).toMatchObject({
+      provider: 'Scaleway',
+      bucket: 'eu-backup',
+      prefix: 'home',
+      region: 'fr-par',
+      endpoint: 'https://s3.fr-par.scw.cloud',
+      // rclone reaches AWS and Scaleway by virtual host, whatever force_path_style says.
+      pathStyle: false,
+      sslVerify: false,
+      accessKeyId: 'eu-key-123',
+    });
+    expect(scw.remote?.env).toMatchObject({
+      RCLONE_CONFIG_BKP_EU_PROVIDER_FORCE_PATH_STYLE: 'false',
+      RCLONE_CONFIG_BKP_EU_PROVIDER_NO_CHECK_CERTIFICATE: 'true',
+    });
+    expect(eu('hetzner').s3).toMatchObject({ provider: 'Other', pathStyle: true });
+    expect(eu('hetzner').remote?.env.RCLONE_CONFIG_BKP_EU_PROVIDER_FORCE_PATH_STYLE).toBe('true');
+    const aws = describeDestination(
+      runtime('destinations:\n  aws_s3:\n    enabled: true\n    bucket: my-backup\n', keys),
+      'aws_s3',
+    );
+    expect(aws.s3).toMatchObject({ provider: 'AWS', pathStyle: false, sslVerify: true });
+    expect(aws.s3?.endpoint).toBeUndefined();
+  });
+
+  it('says a bucket is missing before anything else', () => {
+    const d = describeDestination(
+      runtime('destinations:\n  aws_s3:\n    enabled: false\n', keys),
+      'aws_s3',
+    );
+    expect(d.problem).toEqual({
+      message: 'no bucket for aws_s3',
+      fix: 'Set destinations.aws_s3.bucket.',
+    });
+  });
 });
