@@ -430,7 +430,9 @@ export class PushEngine {
     plan: Extract<UpsertPlan, { kind: 'copy' }>,
   ): Promise<boolean> {
     const ssh = sshTargetOf(d.remote);
-    if (!ssh || !plan.replaces || !deltaWorthIt(plan.file.size, plan.previousSize)) return false;
+    // Only with a pinned host key: rsync's ssh refuses an unknown host, where rclone would not.
+    if (!ssh?.knownHostsFile || !plan.replaces || !deltaWorthIt(plan.file.size, plan.previousSize))
+      return false;
     const turn = (this.deltaTurns.get(d.name) ?? Promise.resolve()).then(async () => {
       const limit = this.o.uploadLimit?.() ?? null;
       return sendDelta({

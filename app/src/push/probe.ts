@@ -46,6 +46,7 @@ import {
 } from './probe-errors.js';
 import { loadS3Sdk, makeS3Client } from './s3-client.js';
 import { runRclone, type RcloneLogLine } from './rclone.js';
+import { sshCommand } from './rsync.js';
 
 export type { ProbeFix } from './probe-errors.js';
 
@@ -838,31 +839,6 @@ async function applyS3Fix(ctx: S3Context, id: string, key: S3FixKey): Promise<Ap
 // ---------------------------------------------------------------------------------------------
 // SFTP (a Storage Box)
 
-/** The ssh command line that reaches the box the way rclone does (same key, same host keys). */
-export function sshArgs(s: SftpSettings, timeoutMs: number): string[] {
-  return [
-    '-F',
-    '/dev/null',
-    '-p',
-    String(s.port),
-    '-i',
-    s.keyFile ?? '',
-    '-o',
-    'IdentitiesOnly=yes',
-    '-o',
-    'BatchMode=yes',
-    '-o',
-    `ConnectTimeout=${Math.max(1, Math.round(timeoutMs / 1000))}`,
-    // Without a pinned key rclone accepts any host key; ssh is told the same (and warned about).
-    ...(s.knownHostsFile
-      ? ['-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${s.knownHostsFile}`]
-      : ['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null']),
-    '-o',
-    'LogLevel=ERROR',
-    `${s.user}@${s.host}`,
-  ];
-}
-
 /** A command run to completion, bounded; its exit code and output. */
 function runCommand(
   cmd: string,
@@ -1036,9 +1012,20 @@ async function probeSftp(
           'rsync is not installed on this machine: files changed in part cannot be sent as differences.',
         fix: fixLocal,
       };
+    // Exactly the ssh command the push's rsync uses (rsync.ts), so this tests what it will do.
+    const [ssh, ...args] = sshCommand(
+      {
+        host: s.host!,
+        port: s.port,
+        user: s.user!,
+        keyFile: s.keyFile,
+        knownHostsFile: s.knownHostsFile,
+      },
+      Math.max(1, Math.round(timeoutMs / 1000)),
+    );
     const there = await runCommand(
-      'ssh',
-      [...sshArgs(s, timeoutMs), 'rsync', '--version'],
+      ssh!,
+      [...args, `${s.user}@${s.host}`, 'rsync', '--version'],
       timeoutMs * 2,
     );
     if (there.missing)
