@@ -35,7 +35,6 @@ import {
   describeDestination,
   type DestinationDescription,
   type S3Settings,
-  type SftpSettings,
 } from './destinations.js';
 import {
   explainLocalError,
