@@ -14,6 +14,7 @@ import { globExcluder, watchTree, type Watcher } from '../mirror/watcher.js';
 import { BandwidthController, type BandwidthState } from '../push/bandwidth.js';
 import { describeDestination } from '../push/destinations.js';
 import { PushEngine, type DestinationHealth, type EngineDestination } from '../push/engine.js';
+import { ProgressMonitor } from '../push/progress.js';
 import { Intake, type HeldAlert } from '../push/intake.js';
 import { purgeTrash } from '../push/trash.js';
 import { RcloneDaemon } from '../push/rcd.js';
@@ -43,6 +44,8 @@ export class SyncService {
   /** Bytes sent per destination, one point a minute for the last day (for the bandwidth graph). */
   private readonly samples = new Map<string, { at: number; bytes: number }[]>();
   private readonly lastBytes = new Map<string, number>();
+  /** Live push progress; one for the service's life, so stream listeners outlive restarts. */
+  readonly progress = new ProgressMonitor();
 
   constructor(private readonly deps: { runtime: () => Runtime; state: State; logger: Logger }) {}
 
@@ -109,6 +112,12 @@ export class SyncService {
     this.bandwidth = new BandwidthController({ rcd: this.rcd, config: cfg.sync, logger: this.log });
     await this.bandwidth.start();
     await this.engine.start();
+    await this.progress.start({
+      rc: this.rcd,
+      destinations: this.destinations.map((d) => d.name),
+      state: this.deps.state,
+      logger: this.deps.logger.child({ source: 'push' }),
+    });
 
     await this.backfill();
     for (const name of SOURCE_NAMES.filter((s) => cfg.sources[s].enabled)) {
@@ -340,6 +349,7 @@ export class SyncService {
     await Promise.allSettled(this.sources.map((s) => s.chain));
     this.bandwidth?.stop();
     await this.engine?.stop();
+    await this.progress.stop();
     await this.rcd?.stop();
     this.rcd = undefined;
     this.lastBytes.clear();
