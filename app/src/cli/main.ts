@@ -231,6 +231,8 @@ async function status(configPath: string | undefined, json: boolean): Promise<nu
   );
 }
 
+const mib = (bytes: number) => Number((bytes / (1024 * 1024)).toFixed(1));
+
 function formatStatus(r: StatusReport): string {
   const lines = [`backupd ${r.version}: ${r.state}`];
   for (const s of r.sources) {
@@ -243,7 +245,7 @@ function formatStatus(r: StatusReport): string {
   if (r.destinations.length === 0) lines.push('  no destination is enabled');
   for (const d of r.destinations) {
     lines.push(
-      `  destination ${d.name} (${d.type}, ${d.target}): ${d.health}, last success ${d.last_success_at ?? 'never'}${d.error ? `\n    error: ${d.error.message}${d.error.fix ? `\n    fix: ${d.error.fix}` : ''}` : ''}`,
+      `  destination ${d.name} (${d.type}, ${d.target}): ${d.health}, last success ${d.last_success_at ?? 'never'}, ${mib(d.bytes_sent)} MiB sent${d.last_activity_at ? ` (last ${d.last_activity_at})` : ''}${d.error ? `\n    error: ${d.error.message}${d.error.fix ? `\n    fix: ${d.error.fix}` : ''}` : ''}`,
     );
   }
   lines.push(`  queue: ${r.queue.pending} pending, ${r.queue.failed} failed, ${r.queue.held} held`);

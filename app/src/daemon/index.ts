@@ -186,6 +186,7 @@ export async function startDaemon(
           version: VERSION,
           startedAt,
           health: (name) => sync.destinationHealth(name),
+          sent: () => sync.progress.totals(),
         }),
     },
     { host: cfg.api_host, port: cfg.api_port, webRoot: ctx.runtime.webRoot },

@@ -218,6 +218,8 @@ export interface QueueRepository {
   discardHeld(ids: number[] | 'all'): Promise<number>;
   /** Drops finished items older than `before`. */
   pruneDone(before: number): Promise<number>;
+  /** How many of a destination's items were finished at or after `since` and before `until` (ms). */
+  countDone(destination: string, since: number, until: number): Promise<number>;
 }
 
 export interface DestinationTotals {

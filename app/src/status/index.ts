@@ -6,6 +6,7 @@ import { z } from 'zod';
 import type { Runtime, DestinationName, SourceName } from '../config/index.js';
 import type { RunRecord, State } from '../state/index.js';
 import { describeDestination } from '../push/destinations.js';
+import { pushTotals, type PushTotals } from '../push/progress.js';
 
 const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : null);
 const problem = z.object({ message: z.string(), fix: z.string().optional() }).nullable();
@@ -53,6 +54,8 @@ export const statusReport = z
         health: z.enum(['ok', 'failing', 'unknown']),
         last_success_at: z.string().nullable(),
         error: problem,
+        bytes_sent: z.number().describe('Bytes sent to it in total, across restarts.'),
+        last_activity_at: z.string().nullable().describe('When something was last sent to it.'),
       }),
     ),
     queue: z.object({
@@ -100,6 +103,8 @@ export async function collectStatus(deps: {
         lastSuccessAt?: number | null;
       }
     | undefined;
+  /** Live totals of bytes sent from the push progress, newer than the stored ones. */
+  sent?: () => Record<string, PushTotals>;
 }): Promise<StatusReport> {
   const { runtime, state } = deps;
   const cfg = runtime.config;
@@ -113,6 +118,7 @@ export async function collectStatus(deps: {
     state.destinationFiles.totals(),
   ]);
   const outcomes = (lastSync?.summary?.destinations ?? {}) as Record<string, DestinationOutcome>;
+  const sent = await pushTotals(state.settings, deps.sent?.());
   const lastOk = JSON.parse(
     (await state.settings.get('destinations.last_success')) ?? '{}',
   ) as Record<string, string>;
@@ -170,6 +176,8 @@ export async function collectStatus(deps: {
           : outcome && !outcome.ok
             ? (outcome.error ?? { message: 'the last push failed' })
             : null,
+        bytes_sent: sent[name]?.bytes_sent ?? 0,
+        last_activity_at: sent[name]?.last_activity_at ?? null,
       };
     },
   );

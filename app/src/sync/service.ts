@@ -20,6 +20,7 @@ import {
   type EngineDestination,
   type PushCounters,
 } from '../push/engine.js';
+import { ProgressMonitor } from '../push/progress.js';
 import { Intake, type HeldAlert } from '../push/intake.js';
 import { purgeTrash } from '../push/trash.js';
 import { RcloneDaemon } from '../push/rcd.js';
@@ -50,6 +51,8 @@ export class SyncService {
   private readonly samples = new Map<string, { at: number; bytes: number }[]>();
   private readonly lastBytes = new Map<string, number>();
   private once = false;
+  /** Live push progress; one for the service's life, so stream listeners outlive restarts. */
+  readonly progress = new ProgressMonitor();
 
   constructor(private readonly deps: { runtime: () => Runtime; state: State; logger: Logger }) {}
 
@@ -128,6 +131,12 @@ export class SyncService {
     await this.bandwidth.start();
     if (this.once) await this.deps.state.queue.retryFailedNow(Date.now());
     await this.engine.start();
+    await this.progress.start({
+      rc: this.rcd,
+      destinations: this.destinations.map((d) => d.name),
+      state: this.deps.state,
+      logger: this.deps.logger.child({ source: 'push' }),
+    });
 
     await this.backfill();
     for (const name of opts.sources ?? SOURCE_NAMES.filter((s) => cfg.sources[s].enabled)) {
@@ -377,6 +386,7 @@ export class SyncService {
     await Promise.allSettled(this.sources.map((s) => s.chain));
     this.bandwidth?.stop();
     await this.engine?.stop();
+    await this.progress.stop();
     await this.rcd?.stop();
     this.rcd = undefined;
     this.lastBytes.clear();

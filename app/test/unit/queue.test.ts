@@ -107,6 +107,26 @@ describe('queue.claim, complete, retry', () => {
     expect(await state.queue.pruneDone(6)).toBe(1);
     expect(await ops(state)).toEqual(['upsert:b:pending']);
   });
+
+  it('counts the items a destination finished in an interval, and leaves them out of the counts', async () => {
+    const state = open();
+    await state.queue.enqueue([drive('a'), drive('b'), drive('c')], DESTS, 1);
+    const [a, b] = await state.queue.claim('aws_s3', 1, 2);
+    await state.queue.complete(a!.id, 10);
+    await state.queue.complete(b!.id, 20);
+    const [other] = await state.queue.claim('eu_provider', 1, 1);
+    await state.queue.complete(other!.id, 15);
+    expect(await state.queue.countDone('aws_s3', 0, 100)).toBe(2);
+    expect(await state.queue.countDone('aws_s3', 10, 20)).toBe(1);
+    expect(await state.queue.countDone('aws_s3', 11, 20)).toBe(0);
+    expect(await state.queue.countDone('eu_provider', 0, 100)).toBe(1);
+    expect(await state.queue.counts('aws_s3')).toEqual({
+      pending: 1,
+      running: 0,
+      failed: 0,
+      held: 0,
+    });
+  });
 });
 
 describe('held deletions', () => {

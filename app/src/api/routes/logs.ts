@@ -1,5 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { z } from 'zod';
+import type { PushProgress } from '../../push/progress.js';
 import { LOG_LEVELS, type EventRecord, type LogLevel } from '../../state/index.js';
 import type { ApiDeps } from '../deps.js';
 import { route } from '../routes.js';
@@ -70,12 +71,20 @@ export const logRoutes = (deps: ApiDeps, streams: Set<PassThrough>) => [
     method: 'get',
     path: '/api/logs/stream',
     summary:
-      'Live log events as Server-Sent Events (`event: log`, data: a LogEntry). Resumes after Last-Event-ID.',
+      'Live log events as Server-Sent Events (`event: log`, data: a LogEntry; resumes after Last-Event-ID), and the push progress (`event: progress`, data: a PushProgress, at most one a second while something is pushed).',
     tag: 'logs',
     auth: true,
-    query: z.object(filters),
+    query: z.object({
+      ...filters,
+      progress: z
+        .enum(['true', 'false'])
+        .default('true')
+        .describe('Include the push progress events (`false`: log events only).'),
+    }),
     stream: 'text/event-stream',
     handler: async ({ query, ctx }) => {
+      const progress = query.progress === 'true' ? deps.sync?.progress : undefined;
+      const current = await progress?.view();
       const stream = new PassThrough();
       const send = (e: EventRecord) => {
         if (matches(e, query))
@@ -107,10 +116,20 @@ export const logRoutes = (deps: ApiDeps, streams: Set<PassThrough>) => [
         replaying = false;
         for (const e of pending) if (e.id > sentUpTo) send(e);
       }
+      // Progress is a state, not a stored event: no id (Last-Event-ID keeps naming the last log
+      // event), nothing replayed; the current one first, so a dashboard has it at once.
+      let unsubscribeProgress = () => {};
+      if (progress && current) {
+        const sendProgress = (p: PushProgress) =>
+          stream.write(`event: progress\ndata: ${deps.redactor.redact(JSON.stringify(p))}\n\n`);
+        sendProgress(current);
+        unsubscribeProgress = progress.subscribe(sendProgress);
+      }
       const heartbeat = setInterval(() => stream.write(': keep-alive\n\n'), 15_000);
       const close = () => {
         clearInterval(heartbeat);
         unsubscribe();
+        unsubscribeProgress();
         streams.delete(stream);
         stream.end();
       };

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { rateProblem } from '../../push/bandwidth.js';
+import { pushProgress, pushTotals } from '../../push/progress.js';
 import type { ApiDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { route } from '../routes.js';
@@ -65,12 +66,17 @@ export const syncRoutes = (deps: ApiDeps) => {
             }),
             files: z.number().describe('Files verified at the destination.'),
             bytes: z.number(),
+            bytes_sent: z
+              .number()
+              .describe('Bytes rclone sent to it in total (uploads and server-side copies).'),
+            last_activity_at: z.string().nullable().describe('When something was last sent to it.'),
           }),
         ),
       }),
       handler: async () => {
         const status = await deps.status();
         const totals = await deps.state.destinationFiles.totals();
+        const sent = await pushTotals(deps.state.settings, deps.sync?.progress.totals());
         return {
           destinations: await Promise.all(
             status.destinations.map(async (d) => {
@@ -85,6 +91,8 @@ export const syncRoutes = (deps: ApiDeps) => {
                 backlog: await deps.state.queue.counts(d.name),
                 files: t?.files ?? 0,
                 bytes: t?.bytes ?? 0,
+                bytes_sent: sent[d.name]?.bytes_sent ?? 0,
+                last_activity_at: sent[d.name]?.last_activity_at ?? null,
               };
             }),
           ),
@@ -145,6 +153,16 @@ export const syncRoutes = (deps: ApiDeps) => {
         deps.logger.child({ source: 'sync' }).info('watching and pushing started through the API');
         return { running: true };
       },
+    }),
+    route({
+      method: 'get',
+      path: '/api/sync/progress',
+      summary:
+        'What each destination is sending now: files in flight with their progress, speed, backlog done and left, errors; totals that survive restarts.',
+      tag: 'sync',
+      auth: true,
+      response: pushProgress,
+      handler: () => sync().progress.view(),
     }),
     route({
       method: 'get',
