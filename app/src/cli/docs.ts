@@ -7,7 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { apiRoutes, openApiDocument, type ApiDeps } from '../api/index.js';
 import { configReference } from '../config/index.js';
-import { VERSION } from '../daemon/index.js';
+import { VERSION } from '../daemon/context.js';
 
 export const DOCS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../docs');
 

@@ -13,11 +13,13 @@ import {
   RuntimeError,
   SecretStoreError,
 } from '../config/index.js';
-import { openContext, startDaemon, VERSION, type AppContext } from '../daemon/index.js';
+// The daemon (API, push half) and `sync --once` are loaded by their commands only: the other
+// commands start faster and smaller without them.
+import { openContext, VERSION, type AppContext } from '../daemon/context.js';
 import { Access } from '../auth/index.js';
 import { StateError } from '../state/index.js';
 import { collectStatus, type StatusReport } from '../status/index.js';
-import { syncOnce, type SyncSummary } from '../sync/once.js';
+import type { SyncSummary } from '../sync/once.js';
 import { RcloneMissingError } from '../push/rclone.js';
 import { lockState, StateLockedError } from '../daemon/lock.js';
 import {
@@ -139,6 +141,7 @@ async function withContext(
 }
 
 async function start(configPath: string | undefined): Promise<number> {
+  const { startDaemon } = await import('../daemon/index.js');
   const ctx = await openContext({ configPath, console: true });
   const daemon = await startDaemon(ctx);
   if (daemon.setupCode) {
@@ -161,6 +164,7 @@ async function sync(
   configPath: string | undefined,
   opts: { json: boolean; dryRun: boolean; allowEmptySource: boolean; confirmDeletions: boolean },
 ): Promise<number> {
+  const { syncOnce } = await import('../sync/once.js');
   return withContext(configPath, async (ctx) => {
     const lock = lockState(
       ctx.runtime.stateDir,

@@ -1,119 +1,19 @@
 /**
- * Putting the parts together: configuration, logs, state, access, API, systemd. Used by the
- * CLI's `start` (the long-running daemon) and by its one-shot commands.
+ * `backupd start`: the configuration, logs and state (daemon/context.ts) put together with
+ * access, the API, the push half and systemd.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { startApi, type ApiServer } from '../api/index.js';
 import { Access } from '../auth/index.js';
-import {
-  ConfigService,
-  findConfigFile,
-  loadConfigFile,
-  pinoLevel,
-  resolveRuntime,
-  secretPaths,
-  type Runtime,
-} from '../config/index.js';
-import {
-  createLogger,
-  EventRecorder,
-  Redactor,
-  type LogHandle,
-  type Logger,
-} from '../log/index.js';
-import { openState, type State } from '../state/index.js';
+import { secretPaths, type Runtime } from '../config/index.js';
 import { collectStatus } from '../status/index.js';
 import { lockState } from './lock.js';
 import { systemdNotifier } from './systemd.js';
 import { SyncService } from '../sync/service.js';
+import { VERSION, type AppContext } from './context.js';
 
-export const VERSION: string = (
-  JSON.parse(
-    readFileSync(resolve(dirname(fileURLToPath(import.meta.url)), '../../package.json'), 'utf8'),
-  ) as { version: string }
-).version;
-
-export interface AppContext {
-  config: ConfigService;
-  readonly runtime: Runtime;
-  logger: Logger;
-  redactor: Redactor;
-  state: State;
-  events: EventRecorder;
-  close(): Promise<void>;
-}
-
-export interface OpenOptions {
-  configPath?: string;
-  env?: NodeJS.ProcessEnv;
-  /** Readable log lines on stderr. */
-  console?: boolean;
-  /** Write the log file and store events (false for read-only commands such as `status`). */
-  record?: boolean;
-}
-
-export async function openContext(opts: OpenOptions = {}): Promise<AppContext> {
-  const env = opts.env ?? process.env;
-  const { file } = findConfigFile(opts.configPath, env);
-  const loaded = await loadConfigFile(file);
-  const runtime = resolveRuntime(loaded, env);
-  const config = new ConfigService(loaded, runtime, env);
-  const redactor = new Redactor(() => config.runtime.secretValues());
-  const record = opts.record ?? true;
-  const cfg = runtime.config.daemon;
-  const log: LogHandle = createLogger({
-    level: pinoLevel(cfg.log_level),
-    redactor,
-    console: opts.console,
-    ...(record
-      ? {
-          file: {
-            path: runtime.logFile,
-            maxBytes: cfg.log_max_size_mb * 1024 * 1024,
-            maxFiles: cfg.log_max_files,
-            retentionDays: cfg.log_retention_days,
-          },
-        }
-      : {}),
-  });
-  for (const w of loaded.warnings)
-    log.logger.warn({ source: 'config', key: w.path, line: w.line }, `${w.path}: ${w.message}`);
-
-  let state: State;
-  try {
-    state = openState(runtime.database);
-  } catch (err) {
-    log.close();
-    throw err;
-  }
-  const events = new EventRecorder(state.events, {}, (err) =>
-    process.stderr.write(`cannot store log events: ${err.message}\n`),
-  );
-  if (record) log.setEventSink((e) => events.record(e));
-  config.on('changed', (rt) => {
-    redactor.refresh();
-    log.logger.level = pinoLevel(rt.config.daemon.log_level);
-  });
-
-  return {
-    config,
-    get runtime() {
-      return config.runtime;
-    },
-    logger: log.logger,
-    redactor,
-    state,
-    events,
-    async close() {
-      log.setEventSink(undefined);
-      await events.flush();
-      await state.close();
-      log.close();
-    },
-  };
-}
+export { openContext, VERSION, type AppContext, type OpenOptions } from './context.js';
 
 export interface RunningDaemon {
   api: ApiServer;

@@ -124,26 +124,6 @@ describe('backupd start, watching the mirror', () => {
     expect(Object.keys(trash)).toHaveLength(40);
   });
 
-  it('changes the bandwidth limit while a push runs, without a restart', async () => {
-    admin ??= await setUp(daemon);
-    expect(
-      (await admin.request('PUT', '/api/sync/bandwidth', { limit: '500k' })).json,
-    ).toMatchObject({ limit: '500k', source: 'override' });
-    const started = Date.now();
-    const data = randomBytes(5 * 1024 * 1024);
-    await writeFile(path.join(home.drive, 'large.bin'), data);
-    // At 500 kB/s this takes over ten seconds; after two, the limit is lifted.
-    await new Promise((r) => setTimeout(r, 2000));
-    const copied = (await hashTree(path.join(home.secondDisk, 'google-drive')))['large.bin'];
-    expect(copied).not.toBe(createHash('sha256').update(data).digest('hex'));
-    expect((await admin.request('PUT', '/api/sync/bandwidth', { limit: 'off' })).json.limit).toBe(
-      'off',
-    );
-    await waitFor('the large file at the second disk', same, 30_000);
-    expect(Date.now() - started).toBeLessThan(9000);
-    expect((await admin.request('PUT', '/api/sync/bandwidth', { limit: 'fast' })).status).toBe(400);
-  });
-
   it('reports each destination, and pauses and resumes a source', async () => {
     admin ??= await setUp(daemon);
     let last = '';

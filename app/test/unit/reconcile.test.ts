@@ -130,4 +130,25 @@ describe('reconcile', () => {
       size: data.length,
     });
   });
+
+  it('hashes files side by side, each with its own read buffer', async () => {
+    const { root, put } = setup();
+    // Sizes around the 256 KiB read buffer: empty, smaller, exact, one byte over, several reads.
+    const sizes = [0, 1, 1000, 256 * 1024, 256 * 1024 + 1, 700_000, 3 * 1024 * 1024];
+    const files = sizes.map((n, i) => {
+      const data = Buffer.alloc(n, i + 1);
+      put(`f${i}.bin`, data);
+      return { name: `f${i}.bin`, sha256: createHash('sha256').update(data).digest('hex') };
+    });
+    // Twice over, all at once: buffers returned by one file are reused by the next.
+    for (let round = 0; round < 2; round++) {
+      const got = await Promise.all(files.map((f) => hashFile(path.join(root, f.name))));
+      expect(got.map((h) => h.sha256)).toEqual(files.map((f) => f.sha256));
+      expect(got.map((h) => h.size)).toEqual(sizes);
+    }
+    // A stop of the daemon ends a hash in progress.
+    const stop = new AbortController();
+    stop.abort(new Error('stopping'));
+    await expect(hashFile(path.join(root, 'f6.bin'), stop.signal)).rejects.toThrow('stopping');
+  });
 });
