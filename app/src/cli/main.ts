@@ -33,8 +33,8 @@ const USAGE = `backupd ${VERSION}: Google Drive and Photos, mirrored and pushed,
 
 Usage: backupd <command> [--config FILE]
 
-  start                    run the daemon: the API and admin panel, systemd readiness and
-                           watchdog, housekeeping (the watcher and push workers come next)
+  start                    run the daemon: watch the mirror and push every change to the
+                           destinations, the API and admin panel, systemd readiness and watchdog
   sync --once [--json] [--dry-run] [--allow-empty-source] [--confirm-deletions]
                            one complete pass: pull, push everything pending, verify; exit 0
                            only if all succeeded. --dry-run: say what would be sent, moved and
