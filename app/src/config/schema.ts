@@ -399,7 +399,7 @@ const sync = z
     }),
     max_requests_per_second: meta(z.number().min(0).max(10000).default(200), {
       description:
-        "Requests per second rclone may make to the destinations (0: no limit); keeps under the providers' rate limits (Hetzner Object Storage allows 750 per bucket, AWS S3 3,500 writes per prefix). A small file costs 2 to 4 requests.",
+        "Requests per second rclone may make to the destinations (0: no limit); keeps well under the providers' rate limits (AWS S3 allows 3,500 writes a second per prefix; smaller providers allow less, and answer 503 SlowDown above it). A small file costs 2 to 4 requests, so this also caps small-file pushes near 50 to 100 files a second.",
       addition: true,
     }),
     trash_retention_days: meta(z.number().int().min(1).max(3650).default(30), {
