@@ -83,7 +83,7 @@ describe('secrets never leave', () => {
     const values = [...Object.values(s), svc.s3.secretAccessKey];
     const answers: string[] = [];
 
-    const daemon = await startDaemon(home, env);
+    let daemon = await startDaemon(home, env);
     try {
       const admin = await setUp(daemon);
       // The key from the file works as a bearer token: the secret is really in use.
@@ -134,9 +134,14 @@ describe('secrets never leave', () => {
       expect(wrongField.json.error.message).toContain('sync.mode');
       answers.push(wrongField.text);
 
+      // One pusher per state: the pass runs while the daemon is stopped, then the daemon comes
+      // back (same address, same sessions) and serves what the pass logged.
+      expect(await daemon.stop()).toBe(0);
       const sync = await runCli(['sync', '--once', '--json', '--config', home.config], { env });
       expect(sync.code).toBe(0);
       answers.push(sync.stdout, sync.stderr);
+      daemon = await startDaemon(home, env);
+      expect(daemon.url).toBe(admin.url);
 
       for (const p of [
         '/api/status',
