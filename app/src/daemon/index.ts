@@ -45,6 +45,7 @@ export async function startDaemon(
     runtime: () => ctx.runtime,
     state: ctx.state,
     logger: ctx.logger,
+    configView: () => ctx.config.view(),
   });
   try {
     await sync.start();

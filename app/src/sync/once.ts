@@ -6,16 +6,14 @@
  * destination is done or has failed, copy the daemon's own metadata to `.backupd/`, and record
  * the run. `--dry-run` says what would be sent, moved and trashed, and changes nothing.
  */
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
-import { stringify } from 'yaml';
+import { readdir } from 'node:fs/promises';
+import { basename } from 'node:path';
 import type { ConfigView, DestinationName, Runtime, SourceName } from '../config/index.js';
 import type { Logger } from '../log/index.js';
 import { reconcile } from '../mirror/reconcile.js';
 import { BOOKKEEPING_DIR, globExcluder } from '../mirror/watcher.js';
 import { describeDestination, type DestinationRemote } from '../push/destinations.js';
-import { runRclone } from '../push/rclone.js';
+import { pushMetadata } from '../push/metadata.js';
 import type { NewChange, State } from '../state/index.js';
 import { DESTINATION_NAMES, SOURCE_NAMES, type DestinationOutcome } from '../status/index.js';
 import { SyncService } from './service.js';
@@ -370,38 +368,5 @@ async function planPass(
       outcome.moved = outcome.would_move.length;
       outcome.trashed = outcome.would_trash.length;
     }
-  }
-}
-
-/**
- * What a new appliance needs to take over from this one: the state (file list, hashes,
- * accounts, history) and the configuration without its secrets, under `.backupd/`.
- */
-async function pushMetadata(
-  remote: DestinationRemote,
-  state: State,
-  view: ConfigView,
-): Promise<{ ok: boolean; error?: { message: string; fix?: string } }> {
-  const dir = await mkdtemp(join(tmpdir(), 'backupd-meta-'));
-  try {
-    await state.snapshotTo(join(dir, 'state.db'));
-    await writeFile(
-      join(dir, 'config.yaml'),
-      `# Configuration without secrets, written by backupd ${new Date().toISOString()}\n${stringify(view.config)}`,
-    );
-    const target = `${remote.remote}:${[remote.root, BOOKKEEPING_DIR].filter(Boolean).join('/')}`;
-    const r = await runRclone(['copy', dir, target], {
-      remotes: remote.env,
-    });
-    return r.code === 0
-      ? { ok: true }
-      : {
-          ok: false,
-          error: {
-            message: `copying the metadata to .backupd/ failed: ${r.tail.at(-1) ?? r.code}`,
-          },
-        };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
   }
 }

@@ -6,7 +6,7 @@
  * batch at a time, in order.
  */
 import { existsSync } from 'node:fs';
-import type { DestinationName, Runtime, SourceName } from '../config/index.js';
+import type { ConfigView, DestinationName, Runtime, SourceName } from '../config/index.js';
 import type { Logger } from '../log/index.js';
 import { ingest, type IngestContext } from '../mirror/ingest.js';
 import { reconcile } from '../mirror/reconcile.js';
@@ -22,10 +22,14 @@ import {
 } from '../push/engine.js';
 import { ProgressMonitor } from '../push/progress.js';
 import { Intake, type HeldAlert } from '../push/intake.js';
+import { pushMetadata } from '../push/metadata.js';
 import { purgeTrash } from '../push/trash.js';
 import { RcloneDaemon } from '../push/rcd.js';
 import type { NewChange, State } from '../state/index.js';
 import { DESTINATION_NAMES, SOURCE_NAMES } from '../status/index.js';
+
+const METADATA_FIRST_MS = 10_000;
+const METADATA_EVERY_MS = 6 * 3600_000;
 
 interface SourceRun {
   name: SourceName;
@@ -46,6 +50,7 @@ export class SyncService {
   private problems = new Map<string, { message: string; fix: string }>();
   private heldAlert: HeldAlert | undefined;
   private trashTimer: NodeJS.Timeout | undefined;
+  private metadataTimer: NodeJS.Timeout | undefined;
   private sampler: NodeJS.Timeout | undefined;
   /** Bytes sent per destination, one point a minute for the last day (for the bandwidth graph). */
   private readonly samples = new Map<string, { at: number; bytes: number }[]>();
@@ -54,7 +59,15 @@ export class SyncService {
   /** Live push progress; one for the service's life, so stream listeners outlive restarts. */
   readonly progress = new ProgressMonitor();
 
-  constructor(private readonly deps: { runtime: () => Runtime; state: State; logger: Logger }) {}
+  constructor(
+    private readonly deps: {
+      runtime: () => Runtime;
+      state: State;
+      logger: Logger;
+      /** The configuration without secrets, for the copy under `.backupd/` (none: no copy). */
+      configView?: () => ConfigView;
+    },
+  ) {}
 
   private get log() {
     return this.deps.logger.child({ source: 'sync' });
@@ -149,6 +162,15 @@ export class SyncService {
     this.sampler.unref();
     this.trashTimer = setInterval(() => void this.purgeTrash(), 24 * 3600_000);
     this.trashTimer.unref();
+    // The state and configuration travel to the destinations soon after a start, then every
+    // six hours: a new appliance can take over from any destination.
+    const copyMetadata = () => {
+      void this.copyMetadata();
+      this.metadataTimer = setTimeout(copyMetadata, METADATA_EVERY_MS);
+      this.metadataTimer.unref();
+    };
+    this.metadataTimer = setTimeout(copyMetadata, METADATA_FIRST_MS);
+    this.metadataTimer.unref();
     void this.purgeTrash();
   }
 
@@ -235,6 +257,22 @@ export class SyncService {
 
   sourcePaused(name: SourceName): boolean {
     return this.sources.find((s) => s.name === name)?.paused ?? false;
+  }
+
+  private async copyMetadata(): Promise<void> {
+    const view = this.deps.configView?.();
+    if (!view) return;
+    for (const d of this.destinations) {
+      const r = await pushMetadata(d.remote, this.deps.state, view).catch((err: Error) => ({
+        ok: false,
+        error: { message: err.message },
+      }));
+      if (!r.ok)
+        this.log.warn(
+          { destination: d.name, error: r.error },
+          `copying the state and configuration to ${d.name} failed: ${r.error?.message}; tried again in six hours`,
+        );
+    }
   }
 
   private async purgeTrash(): Promise<void> {
@@ -381,6 +419,7 @@ export class SyncService {
 
   async stop(): Promise<void> {
     clearInterval(this.trashTimer);
+    clearTimeout(this.metadataTimer);
     clearInterval(this.sampler);
     for (const run of this.sources) run.watcher?.close();
     await Promise.allSettled(this.sources.map((s) => s.chain));

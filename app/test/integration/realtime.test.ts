@@ -70,6 +70,22 @@ describe('backupd start, watching the mirror', () => {
     );
   });
 
+  it('copies its state and configuration (without secrets) to .backupd/ at each destination', async () => {
+    const meta = await waitFor(
+      'state.db and config.yaml under .backupd/ at the second disk and S3',
+      async () => {
+        const disk = await hashTree(path.join(home.secondDisk, '.backupd'));
+        const s3 = await remoteTree(`S3:${bucket}/.backupd`);
+        return disk['state.db'] && disk['config.yaml'] && s3['state.db'] ? { disk, s3 } : undefined;
+      },
+      60_000,
+    );
+    expect(Object.keys(meta.s3).sort()).toEqual(['config.yaml', 'state.db']);
+    const config = await readFile(path.join(home.secondDisk, '.backupd', 'config.yaml'), 'utf8');
+    expect(config).toContain('destinations:');
+    expect(config).not.toContain(loadTestServices().s3.secretAccessKey);
+  });
+
   it('never pushes a file that is still being written', async () => {
     const half = path.join(home.drive, 'video.mp4');
     const fh = await open(half, 'w');
