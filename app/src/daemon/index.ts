@@ -23,6 +23,7 @@ import {
   type LogHandle,
   type Logger,
 } from '../log/index.js';
+import { createGoogle } from '../google/index.js';
 import { openState, type State } from '../state/index.js';
 import { collectStatus } from '../status/index.js';
 import { lockState } from './lock.js';
@@ -179,6 +180,8 @@ export async function startDaemon(
       redactor: ctx.redactor,
       version: VERSION,
       sync,
+      // Google sign-in and the accounts: the pull takes its accounts from the same object.
+      google: createGoogle({ config: ctx.config, state: ctx.state, logger: ctx.logger, env }),
       status: () =>
         collectStatus({
           runtime: ctx.runtime,
