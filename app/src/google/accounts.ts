@@ -330,7 +330,11 @@ export class StoredGoogleAccounts implements GoogleAccounts {
   /** The account's address, asked of Drive: only drive.readonly is needed, no `email` scope. */
   async emailOf(client: OAuth2Client): Promise<string> {
     const api = drive({ version: 'v3', auth: client, rootUrl: `${googleApiRoot(this.deps.env)}/` });
-    const about = await api.about.get({ fields: 'user(emailAddress)' }, { retry: false });
+    // Bounded: the accounts list of the API waits on this for the GOOGLE_REFRESH_TOKEN account.
+    const about = await api.about.get(
+      { fields: 'user(emailAddress)' },
+      { retry: false, timeout: 20_000 },
+    );
     const email = about.data.user?.emailAddress;
     if (!email) throw new Error('Drive did not say which account this is (about.get had no user)');
     return email.toLowerCase();

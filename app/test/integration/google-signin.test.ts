@@ -335,6 +335,20 @@ describe('Google sign-in through an https relay page, and GOOGLE_REFRESH_TOKEN',
     expect(await page.text()).toMatch(/not allowed/);
   });
 
+  it('a revoked GOOGLE_REFRESH_TOKEN marks its account only, with a fix that names the variable', async () => {
+    google.revoke(CAROL);
+    const carol = await api.post(`/api/google/accounts/${encodeURIComponent(CAROL)}/check`);
+    expect(carol.json.account).toMatchObject({ status: 'needs_sign_in', signed_in: false });
+    expect(carol.json.account.error.fix).toMatch(/GOOGLE_REFRESH_TOKEN/);
+    const ann = await api.post(`/api/google/accounts/${encodeURIComponent(ANN)}/check`);
+    expect(ann.json.account).toMatchObject({ status: 'ok', signed_in: true });
+    await waitFor(
+      'the alert in the log',
+      () =>
+        /ERROR.*no longer accepts the sign-in of carol@example\.com/.test(d.output()) || undefined,
+    );
+  });
+
   it('the loopback address is refused by Google for a Web client: the start answer names it', async () => {
     const s = await api.post('/api/google/sign-in', { redirect: 'loopback' });
     expect(s.json.redirect_uri).toBe('http://127.0.0.1/');
