@@ -14,7 +14,7 @@ import {
   type StoredGoogleAccounts,
 } from '../../src/google/accounts.js';
 import { GoogleSignInError } from '../../src/google/errors.js';
-import { GoogleSignIn, SIGN_IN_TTL_MS } from '../../src/google/signin.js';
+import { GoogleSignIn, redirectMismatch, SIGN_IN_TTL_MS } from '../../src/google/signin.js';
 import { challengeOf, newState, newVerifier, parseRedirect } from '../../src/google/pkce.js';
 
 describe('PKCE', () => {
@@ -222,5 +222,16 @@ describe('pending sign-ins', () => {
       err = e;
     }
     expect((err as GoogleSignInError).code).toBe('no_relay');
+  });
+});
+
+describe('redirect_uri_mismatch', () => {
+  it('names the exact URI to register, and where, for each kind of client', () => {
+    const relay = redirectMismatch({ kind: 'relay', redirectUri: 'https://relay.example.com/cb' });
+    expect(relay.code).toBe('redirect_uri_mismatch');
+    expect(relay.message).toContain('https://relay.example.com/cb');
+    expect(relay.fix).toMatch(/Web-application client.*exactly https:\/\/relay\.example\.com\/cb/);
+    const loopback = redirectMismatch({ kind: 'loopback', redirectUri: 'http://127.0.0.1/' });
+    expect(loopback.fix).toMatch(/Desktop app.*http:\/\/127\.0\.0\.1\//);
   });
 });
