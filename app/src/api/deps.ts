@@ -1,5 +1,6 @@
 import type { Access } from '../auth/index.js';
 import type { ConfigService } from '../config/index.js';
+import type { Google } from '../google/index.js';
 import type { EventRecorder, Logger, Redactor } from '../log/index.js';
 import type { State } from '../state/index.js';
 import type { StatusReport } from '../status/index.js';
@@ -17,6 +18,8 @@ export interface ApiDeps {
   status: () => Promise<StatusReport>;
   /** The push half; absent when it could not start (the API still answers). */
   sync?: SyncService;
+  /** Google sign-in and accounts; built from the other deps when absent (tests of the API). */
+  google?: Google;
 }
 
 export const SESSION_COOKIE = 'backupd_session';

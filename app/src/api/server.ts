@@ -12,11 +12,13 @@ import Koa, { type Context } from 'koa';
 import serve from 'koa-static';
 import { AccessError, type Principal } from '../auth/index.js';
 import { ConfigError } from '../config/index.js';
+import { GoogleSignInError } from '../google/errors.js';
 import { SESSION_COOKIE, type ApiDeps } from './deps.js';
 import { ApiError } from './errors.js';
 import { mount, openApiDocument, route, type Route } from './routes.js';
 import { authRoutes } from './routes/auth.js';
 import { configRoutes } from './routes/config.js';
+import { googleRoutes } from './routes/google.js';
 import { logRoutes } from './routes/logs.js';
 import { syncRoutes } from './routes/sync.js';
 import { systemRoutes } from './routes/system.js';
@@ -39,6 +41,7 @@ export function apiRoutes(deps: ApiDeps, streams = new Set<PassThrough>()): Rout
     ...configRoutes(deps),
     ...logRoutes(deps, streams),
     ...syncRoutes(deps),
+    ...googleRoutes(deps),
   ];
   routes.push(
     route({
@@ -241,6 +244,8 @@ function toApiError(err: unknown): {
       fix: err.fix,
       retryAfter: err.retryAfterSeconds,
     };
+  if (err instanceof GoogleSignInError)
+    return { status: err.status, code: err.code, message: err.message, fix: err.fix };
   if (err instanceof ConfigError) {
     return {
       status: 400,

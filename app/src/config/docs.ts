@@ -43,7 +43,7 @@ export function configReference(): string {
   for (const k of keys.filter((k) => k.env)) out.push(`| \`${k.env}\` | \`${k.path}\` |`);
   for (const [name, env] of Object.entries(ENV_SECRETS)) {
     out.push(
-      `| \`${env}\` | secret \`${name}\`: the Google OAuth client and a refresh token for a scripted set-up |`,
+      `| \`${env}\` | secret \`${name}\`: a Drive refresh token for a scripted set-up, with \`GOOGLE_CLIENT_ID\` and \`GOOGLE_CLIENT_SECRET\` (docs/google-oauth-client.md) |`,
     );
   }
   out.push(

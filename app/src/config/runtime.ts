@@ -37,9 +37,9 @@ export class RuntimeError extends Error {
 }
 
 /** Environment variables of section 10.2 that are not config keys. */
+// (GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET are the env of the keys google.client_id and
+// google.client_secret.)
 export const ENV_SECRETS: Record<string, string> = {
-  'google.client_id': 'GOOGLE_CLIENT_ID',
-  'google.client_secret': 'GOOGLE_CLIENT_SECRET',
   'google.refresh_token': 'GOOGLE_REFRESH_TOKEN',
 };
 

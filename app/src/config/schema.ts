@@ -119,6 +119,68 @@ const googlePhotos = z
   })
   .describe('Google Photos, mirrored onto the data disk.');
 
+/** Loopback addresses Google accepts as the redirect of a Desktop-app client (RFC 8252). */
+const isLoopbackRedirect = (v: string) => {
+  try {
+    const u = new URL(v);
+    return u.protocol === 'http:' && ['127.0.0.1', '[::1]', 'localhost'].includes(u.hostname);
+  } catch {
+    return false;
+  }
+};
+
+const google = meta(
+  z.strictObject({
+    client_id: meta(z.string().min(1).optional(), {
+      description:
+        'Client ID of your own Google Cloud OAuth client, e.g. 1234-abc.apps.googleusercontent.com (docs/google-oauth-client.md).',
+      env: 'GOOGLE_CLIENT_ID',
+      addition: true,
+    }),
+    client_secret: meta(z.string().min(1).optional(), {
+      description:
+        'Client secret of that OAuth client. Secret: prefer the secrets store (`backupd secrets set` or the API) or the environment over this file.',
+      secret: true,
+      env: 'GOOGLE_CLIENT_SECRET',
+      addition: true,
+    }),
+    loopback_redirect_uri: meta(
+      z
+        .string()
+        .default('http://127.0.0.1/')
+        .refine(
+          isLoopbackRedirect,
+          'expected an http:// loopback address such as http://127.0.0.1/ or http://localhost:8080/',
+        ),
+      {
+        description:
+          'Redirect of the paste-back sign-in (a Desktop-app client accepts any loopback address without registering it). The browser ends on it with the code; the owner copies that address back.',
+        addition: true,
+      },
+    ),
+    relay_redirect_uri: meta(
+      z
+        .string()
+        .url()
+        .refine(
+          (v) => v.startsWith('https://'),
+          'expected an https:// URL of a page you control, e.g. https://your-dashboard.example.com/google/callback',
+        )
+        .optional(),
+      {
+        description:
+          'https page you control, registered as redirect URI of a Web-application client, that sends the browser on to `/api/google/callback` of this appliance with the code and state. Enables the relay sign-in.',
+        addition: true,
+      },
+    ),
+  }),
+  {
+    description:
+      'Your Google OAuth client, shared by Drive and Photos, and the redirects of the sign-in.',
+    addition: true,
+  },
+);
+
 const awsS3 = z
   .strictObject({
     enabled: z.boolean().default(false).describe('Push the mirror to Amazon S3.'),
@@ -436,6 +498,7 @@ export const configSchema = z
     sync: sync.prefault({}),
     daemon: daemon.prefault({}),
     security: security.prefault({}),
+    google: google.prefault({}),
     notifications: z
       .strictObject({ email, webhook })
       .prefault({})

@@ -7,6 +7,7 @@ import { dirname } from 'node:path';
 import { startApi, type ApiServer } from '../api/index.js';
 import { Access } from '../auth/index.js';
 import { secretPaths, type Runtime } from '../config/index.js';
+import { createGoogle } from '../google/index.js';
 import { collectStatus } from '../status/index.js';
 import { lockState } from './lock.js';
 import { systemdNotifier } from './systemd.js';
@@ -80,6 +81,8 @@ export async function startDaemon(
       redactor: ctx.redactor,
       version: VERSION,
       sync,
+      // Google sign-in and the accounts: the pull takes its accounts from the same object.
+      google: createGoogle({ config: ctx.config, state: ctx.state, logger: ctx.logger, env }),
       status: () =>
         collectStatus({
           runtime: ctx.runtime,
