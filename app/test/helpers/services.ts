@@ -209,6 +209,20 @@ export function sftpRemoteEnv(name: string, sftp: SftpService): Record<string, s
   });
 }
 
+/** `destinations.eu_provider` for the Storage Box stand-in, its files under `path` in the account's home. */
+export function storageBoxConfig(sftp: SftpService, path: string) {
+  return {
+    enabled: true,
+    type: 'hetzner_storage_box',
+    host: sftp.host,
+    port: sftp.port,
+    user: sftp.user,
+    ssh_key_file: sftp.keyFile,
+    known_hosts_file: sftp.knownHostsFile,
+    path,
+  };
+}
+
 /** The ssh command line (for `rsync -e`) that logs in to the SFTP server with strict host keys. */
 export function sshCommand(sftp: SftpService): string[] {
   return [

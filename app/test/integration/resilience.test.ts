@@ -4,7 +4,7 @@
 import Database from 'better-sqlite3';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -17,14 +17,17 @@ import {
   waitFor,
   type Home,
 } from '../helpers/daemon.js';
-import { loadTestServices, rcloneEnv, s3RemoteEnv } from '../helpers/services.js';
-import { testRclone } from '../helpers/trees.js';
+import { loadTestServices, rcloneEnv, s3RemoteEnv, storageBoxConfig } from '../helpers/services.js';
+import { hashTree, testRclone } from '../helpers/trees.js';
 
 const exec = promisify(execFile);
 const homes: Home[] = [];
 const buckets: string[] = [];
+const boxes: string[] = [];
 afterAll(async () => {
   for (const b of buckets) await testRclone('purge', `S3:${b}`).catch(() => {});
+  for (const b of boxes)
+    await rm(path.join(loadTestServices().sftp.root, b), { recursive: true, force: true });
   for (const h of homes) await h.cleanup();
 });
 
@@ -85,11 +88,14 @@ describe('the push half under trouble', () => {
   it('after a SIGKILL mid-push, finishes without sending again what was verified', async () => {
     const svc = loadTestServices();
     const bucket = `kill-${randomBytes(4).toString('hex')}`;
+    const box = `kill-${randomBytes(4).toString('hex')}`;
     buckets.push(bucket);
+    boxes.push(box);
     const home = await makeHome(() => ({
       sync: { watch_delay_seconds: 0.2 },
       destinations: {
         aws_s3: { enabled: true, bucket, endpoint: svc.s3.endpoint, region: svc.s3.region },
+        eu_provider: storageBoxConfig(svc.sftp, box),
       },
     }));
     homes.push(home);
@@ -122,8 +128,10 @@ describe('the push half under trouble', () => {
       () => {
         const c = counts(db);
         return c.verified.aws_s3 === 400 &&
+          c.verified.eu_provider === 400 &&
           c.verified.local === 400 &&
           !c.pending.aws_s3 &&
+          !c.pending.eu_provider &&
           !c.pending.local
           ? true
           : undefined;
@@ -142,17 +150,26 @@ describe('the push half under trouble', () => {
     const names = listed.stdout.trim().split('\n');
     expect(names).toHaveLength(400);
     expect(new Set(names).size).toBe(400);
+    // The Storage Box too: every file once, each the same bytes as on the mirror.
+    expect(await hashTree(path.join(svc.sftp.root, box, 'google-drive'))).toEqual(
+      await hashTree(home.drive),
+    );
     expect(await daemon.stop()).toBe(0);
   });
 
-  it('keeps the local copy current while S3 is unreachable, and drains the S3 backlog when it is back', async () => {
+  it('keeps the Storage Box current while S3 is unreachable, and drains the S3 backlog when it is back', async () => {
     const svc = loadTestServices();
     const bucket = `outage-${randomBytes(4).toString('hex')}`;
+    const box = `outage-${randomBytes(4).toString('hex')}`;
     buckets.push(bucket);
+    boxes.push(box);
     const s3 = await relay({ host: svc.s3.host, port: svc.s3.port });
     const home = await makeHome(() => ({
       sync: { watch_delay_seconds: 0.2, retry_delay_seconds: 1 },
-      destinations: { aws_s3: { enabled: true, bucket, endpoint: s3.url, region: svc.s3.region } },
+      destinations: {
+        aws_s3: { enabled: true, bucket, endpoint: s3.url, region: svc.s3.region },
+        eu_provider: storageBoxConfig(svc.sftp, box),
+      },
     }));
     homes.push(home);
     const env = cleanEnv({
@@ -165,7 +182,11 @@ describe('the push half under trouble', () => {
     await waitFor(
       'the first file at both',
       () =>
-        counts(db).verified.aws_s3 === 1 && counts(db).verified.local === 1 ? true : undefined,
+        counts(db).verified.aws_s3 === 1 &&
+        counts(db).verified.eu_provider === 1 &&
+        counts(db).verified.local === 1
+          ? true
+          : undefined,
       60_000,
     );
 
@@ -173,8 +194,11 @@ describe('the push half under trouble', () => {
     for (let i = 0; i < 30; i++)
       await writeFile(path.join(home.drive, `during-${i}.txt`), `written during the outage ${i}\n`);
     await waitFor(
-      'the local copy to keep up during the outage',
-      () => (counts(db).verified.local === 31 ? true : undefined),
+      'the Storage Box and the local copy to keep up during the outage',
+      () =>
+        counts(db).verified.local === 31 && counts(db).verified.eu_provider === 31
+          ? true
+          : undefined,
       60_000,
     );
     expect(counts(db).verified.aws_s3).toBe(1);
