@@ -18,6 +18,8 @@ import { Access } from '../auth/index.js';
 import { StateError } from '../state/index.js';
 import { collectStatus, type StatusReport } from '../status/index.js';
 import { syncOnce, type SyncSummary } from '../sync/once.js';
+import { envGoogleAccounts } from '../google/accounts.js';
+import { DrivePuller } from '../google/drive/puller.js';
 import { RcloneMissingError } from '../push/rclone.js';
 import { lockState, StateLockedError } from '../daemon/lock.js';
 import {
@@ -177,7 +179,23 @@ async function sync(
         logger: ctx.logger,
         configView: () => ctx.config.view(),
       },
-      { ...opts, signal: controller.signal },
+      {
+        ...opts,
+        signal: controller.signal,
+        // Dry runs change nothing, the mirror included: no pull.
+        ...(opts.dryRun
+          ? {}
+          : {
+              pullers: [
+                new DrivePuller({
+                  runtime: () => ctx.runtime,
+                  state: ctx.state,
+                  logger: ctx.logger,
+                  accounts: envGoogleAccounts({ state: ctx.state, logger: ctx.logger }),
+                }),
+              ],
+            }),
+      },
     ).finally(() => lock.release());
     process.off('SIGINT', abort);
     process.off('SIGTERM', abort);
