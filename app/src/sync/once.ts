@@ -253,7 +253,12 @@ async function runPass(
     for (const { name, remote } of usable) {
       const outcome = destinations[name]!;
       if (!outcome.ok) continue;
-      const meta = await pushMetadata(remote, state, deps.configView());
+      const meta = await pushMetadata(
+        remote,
+        state,
+        deps.configView(),
+        pushable.map((s) => runtime.sourcePath(s)),
+      );
       if (!meta.ok) Object.assign(outcome, { ok: false, error: meta.error });
     }
   }
@@ -381,7 +386,22 @@ async function pushMetadata(
   remote: DestinationRemote,
   state: State,
   view: ConfigView,
+  sourceRoots: string[] = [],
 ): Promise<{ ok: boolean; error?: { message: string; fix?: string } }> {
+  // A source's own bookkeeping (the Drive manifests) goes beside its mirror at the destination.
+  for (const root of sourceRoots) {
+    const own = join(root, BOOKKEEPING_DIR);
+    if (!(await readdir(own).catch(() => undefined))) continue;
+    const target = `${remote.remote}:${[remote.root, basename(root), BOOKKEEPING_DIR].filter(Boolean).join('/')}`;
+    const r = await runRclone(['copy', own, target], { remotes: remote.env });
+    if (r.code !== 0)
+      return {
+        ok: false,
+        error: {
+          message: `copying ${own} to the destination failed: ${r.tail.at(-1) ?? r.code}`,
+        },
+      };
+  }
   const dir = await mkdtemp(join(tmpdir(), 'backupd-meta-'));
   try {
     await state.snapshotTo(join(dir, 'state.db'));

@@ -244,6 +244,13 @@ describe('the Drive pull', () => {
     // The push half took the mirror to the destination, byte for byte.
     const pushed = await hashTree(path.join(home.secondDisk, 'google-drive', ANN));
     expect(pushed).toEqual(await hashTree(acct));
+    // The manifest travels with the data, under the daemon's own folder.
+    expect(
+      await readFile(
+        path.join(home.secondDisk, 'google-drive', '.backupd', 'drive', `${ANN}.jsonl`),
+        'utf8',
+      ),
+    ).toBe(await readFile(path.join(home.drive, '.backupd', 'drive', `${ANN}.jsonl`), 'utf8'));
   });
 
   it('fixes exactly what changed through the changes feed, and a pass with no change is one call', async () => {

@@ -57,6 +57,15 @@ async function hashExisting(path: string, hashes: { md5: Hash; sha256: Hash }): 
   return n;
 }
 
+/** MD5 and SHA-256 of a file on disk. */
+export async function hashFile(
+  path: string,
+): Promise<{ md5: string; sha256: string; size: number }> {
+  const h = hashesOf();
+  const size = await hashExisting(path, h);
+  return { md5: h.md5.digest('hex'), sha256: h.sha256.digest('hex'), size };
+}
+
 export async function downloadTo(o: DownloadOptions): Promise<DownloadResult> {
   const partial = o.target + PARTIAL_SUFFIX;
   const policy = o.policy ?? DEFAULT_RETRY;

@@ -17,7 +17,7 @@ import type { Logger } from '../../log/index.js';
 import type { DriveItemRecord, State } from '../../state/index.js';
 import type { DriveClient, DriveFile } from './api.js';
 import { TokenExpired } from './api.js';
-import { downloadTo, VerificationFailed } from './download.js';
+import { downloadTo, hashFile, VerificationFailed } from './download.js';
 import { exportPlan, kindOf, unexportableNote, type ExportFormats } from './exports.js';
 import { writeManifest } from './manifest.js';
 import { assignNames, safeName } from './names.js';
@@ -538,6 +538,16 @@ async function exists(p: string): Promise<boolean> {
 async function bring(o: PullOptions, r: DriveItemRecord, target: string) {
   const mtime = r.modified_time ? new Date(r.modified_time) : undefined;
   if (r.kind === 'file') {
+    // A file already in place with Drive's checksum (renamed by a pass killed before it could
+    // record it) is not downloaded again.
+    const have = await hashFile(target).catch(() => undefined);
+    if (
+      have &&
+      (r.md5 || r.sha256) &&
+      (!r.md5 || have.md5 === r.md5) &&
+      (!r.sha256 || have.sha256 === r.sha256)
+    )
+      return { ...have, resumed: 0, bytes: 0 };
     return downloadTo({
       target,
       open: (offset) =>
