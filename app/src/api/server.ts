@@ -19,6 +19,7 @@ import { authRoutes } from './routes/auth.js';
 import { configRoutes } from './routes/config.js';
 import { logRoutes } from './routes/logs.js';
 import { syncRoutes } from './routes/sync.js';
+import { sourceRoutes } from './routes/sources.js';
 import { systemRoutes } from './routes/system.js';
 
 export interface ApiServer {
@@ -39,6 +40,7 @@ export function apiRoutes(deps: ApiDeps, streams = new Set<PassThrough>()): Rout
     ...configRoutes(deps),
     ...logRoutes(deps, streams),
     ...syncRoutes(deps),
+    ...sourceRoutes(deps),
   ];
   routes.push(
     route({

@@ -28,6 +28,8 @@ import { collectStatus } from '../status/index.js';
 import { lockState } from './lock.js';
 import { systemdNotifier } from './systemd.js';
 import { SyncService } from '../sync/service.js';
+import { envGoogleAccounts } from '../google/accounts.js';
+import { DrivePoller } from '../google/drive/poller.js';
 
 export const VERSION: string = (
   JSON.parse(
@@ -152,6 +154,16 @@ export async function startDaemon(
     log.error({ err }, `the push half did not start: ${(err as Error).message}`);
   }
 
+  // The Drive pull: polls each account; pausing the source pauses it too.
+  const drive = new DrivePoller({
+    runtime: () => ctx.runtime,
+    state: ctx.state,
+    logger: ctx.logger,
+    accounts: envGoogleAccounts({ state: ctx.state, logger: ctx.logger }),
+    paused: () => sync.sourcePaused('google_drive'),
+  });
+  drive.start();
+
   // A change of what is pushed where takes effect at once: the push half is set up again.
   let pushConfig = JSON.stringify(pushSettings(ctx.runtime));
   ctx.config.on('changed', (rt) => {
@@ -179,6 +191,7 @@ export async function startDaemon(
       redactor: ctx.redactor,
       version: VERSION,
       sync,
+      drive,
       status: () =>
         collectStatus({
           runtime: ctx.runtime,
@@ -237,6 +250,7 @@ export async function startDaemon(
       stopWatchdog();
       clearInterval(housekeepingTimer);
       await api.close();
+      await drive.stop();
       await sync.stop();
       if (ctx.runtime.pidFile) rmSync(ctx.runtime.pidFile, { force: true });
       lock.release();
