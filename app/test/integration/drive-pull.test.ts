@@ -298,4 +298,47 @@ describe('the Drive pull', () => {
     expect(driveCalls().map((r) => r.api)).toEqual(['changes.list']);
     expect(await hashTree(acct)).toEqual(after);
   });
+
+  it('rides out a lost access token, rate limits, a dropped connection and a download quota', async () => {
+    const d = google.drive(ANN);
+    const acct = path.join(home.drive, ANN, 'My Drive');
+    const big = d.create({ type: 'file', name: 'big.bin', content: { size: 3 * MB, seed: 'big' } });
+    const hot = d.create({ type: 'file', name: 'hot.bin', content: 'wanted by everyone' });
+    google.clearRequests();
+    google.inject({ error: 'authError', match: { api: 'changes.list' } });
+    google.inject({ error: 'userRateLimitExceeded', match: { api: 'changes.list' } });
+    google.inject({ dropAfterBytes: MB, match: { api: 'files.download', fileId: big } });
+    google.inject({
+      error: 'downloadQuotaExceeded',
+      times: Infinity,
+      match: { api: 'files.download', fileId: hot },
+    });
+
+    const first = await sync();
+    expect(first.code, JSON.stringify(first.summary.sources)).toBe(0);
+    expect(first.summary.sources.google_drive.note).toContain('1 deferred');
+    // 401: one refresh (a second token call), then the same request again.
+    expect(google.calls({ api: 'token' }).length).toBe(2);
+    expect(
+      google
+        .calls({ api: 'changes.list' })
+        .map((r) => r.status)
+        .slice(0, 3),
+    ).toEqual([401, 403, 200]);
+    // The cut body went on from where it stopped, and the file is whole.
+    const bigCalls = google.calls({ api: 'files.download', fileId: big });
+    expect(bigCalls.length).toBe(2);
+    expect(bigCalls[1]!.headers.range).toMatch(/^bytes=[1-9]\d*-$/);
+    const bytes = await readFile(path.join(acct, 'big.bin'));
+    expect(sha(bytes)).toBe(sha(d.file(big).content!.slice()));
+    // The refused file waits for the next pass; the rest went on.
+    await expect(readFile(path.join(acct, 'hot.bin'))).rejects.toThrow();
+
+    google.clearFaults();
+    google.clearRequests();
+    const second = await sync();
+    expect(second.code).toBe(0);
+    expect(await readFile(path.join(acct, 'hot.bin'), 'utf8')).toBe('wanted by everyone');
+    expect(google.calls({ api: 'files.list' })).toEqual([]);
+  });
 });
