@@ -5,6 +5,7 @@ import type { EventRecorder, Logger, Redactor } from '../log/index.js';
 import type { State } from '../state/index.js';
 import type { StatusReport } from '../status/index.js';
 import type { SyncService } from '../sync/service.js';
+import type { DrivePoller } from '../google/drive/poller.js';
 
 /** What the API needs from the daemon; tests build it with real state and a temporary folder. */
 export interface ApiDeps {
@@ -20,6 +21,8 @@ export interface ApiDeps {
   sync?: SyncService;
   /** Google sign-in and accounts; built from the other deps when absent (tests of the API). */
   google?: Google;
+  /** The Drive pull of the running daemon (its activity, for GET /api/sources). */
+  drive?: DrivePoller;
 }
 
 export const SESSION_COOKIE = 'backupd_session';

@@ -21,6 +21,7 @@ import { configRoutes } from './routes/config.js';
 import { googleRoutes } from './routes/google.js';
 import { logRoutes } from './routes/logs.js';
 import { syncRoutes } from './routes/sync.js';
+import { sourceRoutes } from './routes/sources.js';
 import { systemRoutes } from './routes/system.js';
 
 export interface ApiServer {
@@ -42,6 +43,7 @@ export function apiRoutes(deps: ApiDeps, streams = new Set<PassThrough>()): Rout
     ...logRoutes(deps, streams),
     ...syncRoutes(deps),
     ...googleRoutes(deps),
+    ...sourceRoutes(deps),
   ];
   routes.push(
     route({

@@ -165,6 +165,8 @@ async function sync(
   opts: { json: boolean; dryRun: boolean; allowEmptySource: boolean; confirmDeletions: boolean },
 ): Promise<number> {
   const { syncOnce } = await import('../sync/once.js');
+  const { DrivePuller } = await import('../google/drive/puller.js');
+  const { createGoogle } = await import('../google/index.js');
   return withContext(configPath, async (ctx) => {
     const lock = lockState(
       ctx.runtime.stateDir,
@@ -181,7 +183,28 @@ async function sync(
         logger: ctx.logger,
         configView: () => ctx.config.view(),
       },
-      { ...opts, signal: controller.signal },
+      {
+        ...opts,
+        signal: controller.signal,
+        // Dry runs change nothing, the mirror included: no pull.
+        ...(opts.dryRun
+          ? {}
+          : {
+              pullers: [
+                new DrivePuller({
+                  runtime: () => ctx.runtime,
+                  state: ctx.state,
+                  logger: ctx.logger,
+                  accounts: createGoogle({
+                    config: ctx.config,
+                    state: ctx.state,
+                    logger: ctx.logger,
+                    env: process.env,
+                  }).accounts,
+                }),
+              ],
+            }),
+      },
     ).finally(() => lock.release());
     process.off('SIGINT', abort);
     process.off('SIGTERM', abort);

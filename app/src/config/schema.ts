@@ -5,6 +5,7 @@
  * which keys hold secrets (those never go back to a client and never reach a log).
  */
 import { z } from 'zod';
+import { DEFAULT_EXPORT_FORMATS, EXPORT_CHOICES } from '../google/drive/exports.js';
 import { bandwidthConfig } from '../push/bandwidth.js';
 
 /** Metadata the documentation generator and the secrets logic read from the schema. */
@@ -92,6 +93,51 @@ const googleDrive = z
       '*.tmp',
       '.DS_Store',
     ]),
+    poll_interval_seconds: meta(z.number().int().min(10).max(86_400).default(60), {
+      description:
+        "How often the running daemon asks Drive what changed. A poll with no change is one API call, so a short interval costs little of Google's quota.",
+      addition: true,
+    }),
+    download_concurrency: meta(z.number().int().min(1).max(16).default(4), {
+      description: 'Downloads from Drive at the same time, per account.',
+      addition: true,
+    }),
+    acknowledge_abuse: meta(z.boolean().default(false), {
+      description:
+        'Download files Google flagged as malware or spam too (Drive asks the owner to acknowledge the risk). Off: such files are recorded with a note and skipped.',
+      addition: true,
+    }),
+    export_formats: meta(
+      z
+        .strictObject({
+          document: z
+            .enum(Object.keys(EXPORT_CHOICES.document) as [string, ...string[]])
+            .default(DEFAULT_EXPORT_FORMATS.document)
+            .describe('Format of Google Docs (the extension of the local file).'),
+          spreadsheet: z
+            .enum(Object.keys(EXPORT_CHOICES.spreadsheet) as [string, ...string[]])
+            .default(DEFAULT_EXPORT_FORMATS.spreadsheet)
+            .describe('Format of Google Sheets (csv keeps only the first sheet).'),
+          presentation: z
+            .enum(Object.keys(EXPORT_CHOICES.presentation) as [string, ...string[]])
+            .default(DEFAULT_EXPORT_FORMATS.presentation)
+            .describe('Format of Google Slides.'),
+          drawing: z
+            .enum(Object.keys(EXPORT_CHOICES.drawing) as [string, ...string[]])
+            .default(DEFAULT_EXPORT_FORMATS.drawing)
+            .describe('Format of Google Drawings.'),
+          script: z
+            .enum(Object.keys(EXPORT_CHOICES.script) as [string, ...string[]])
+            .default(DEFAULT_EXPORT_FORMATS.script)
+            .describe('Format of Apps Script projects.'),
+        })
+        .prefault({}),
+      {
+        description:
+          'The format each kind of Google-native file is exported in; the extension of the local file says which.',
+        addition: true,
+      },
+    ),
   })
   .describe('Google Drive, mirrored onto the data disk.');
 

@@ -13,6 +13,7 @@ import { lockState } from './lock.js';
 import { systemdNotifier } from './systemd.js';
 import { SyncService } from '../sync/service.js';
 import { VERSION, type AppContext } from './context.js';
+import { DrivePoller } from '../google/drive/poller.js';
 
 export { openContext, VERSION, type AppContext, type OpenOptions } from './context.js';
 
@@ -54,6 +55,18 @@ export async function startDaemon(
     log.error({ err }, `the push half did not start: ${(err as Error).message}`);
   }
 
+  // Google sign-in and the accounts; the Drive pull polls each of them, and pausing the source
+  // pauses it too.
+  const google = createGoogle({ config: ctx.config, state: ctx.state, logger: ctx.logger, env });
+  const drive = new DrivePoller({
+    runtime: () => ctx.runtime,
+    state: ctx.state,
+    logger: ctx.logger,
+    accounts: google.accounts,
+    paused: () => sync.sourcePaused('google_drive'),
+  });
+  drive.start();
+
   // A change of what is pushed where takes effect at once: the push half is set up again.
   let pushConfig = JSON.stringify(pushSettings(ctx.runtime));
   ctx.config.on('changed', (rt) => {
@@ -82,7 +95,8 @@ export async function startDaemon(
       version: VERSION,
       sync,
       // Google sign-in and the accounts: the pull takes its accounts from the same object.
-      google: createGoogle({ config: ctx.config, state: ctx.state, logger: ctx.logger, env }),
+      google,
+      drive,
       status: () =>
         collectStatus({
           runtime: ctx.runtime,
@@ -141,6 +155,7 @@ export async function startDaemon(
       stopWatchdog();
       clearInterval(housekeepingTimer);
       await api.close();
+      await drive.stop();
       await sync.stop();
       if (ctx.runtime.pidFile) rmSync(ctx.runtime.pidFile, { force: true });
       lock.release();

@@ -4,9 +4,9 @@
  * configuration without its secrets. `backupd sync --once` copies it at the end of each pass;
  * the running daemon shortly after it starts and then every few hours.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { stringify } from 'yaml';
 import type { ConfigView } from '../config/index.js';
 import { BOOKKEEPING_DIR } from '../mirror/watcher.js';
@@ -19,7 +19,23 @@ export async function pushMetadata(
   remote: DestinationRemote,
   state: State,
   view: ConfigView,
+  /** Mirror folders whose own bookkeeping (the Drive manifests) goes beside them. */
+  sourceRoots: string[] = [],
 ): Promise<{ ok: boolean; error?: { message: string; fix?: string } }> {
+  for (const root of sourceRoots) {
+    const own = join(root, BOOKKEEPING_DIR);
+    if (!(await readdir(own).catch(() => undefined))) continue;
+    const target = `${remote.remote}:${[remote.root, basename(root), BOOKKEEPING_DIR].filter(Boolean).join('/')}`;
+    const r = await runRclone(['copy', own, target], { remotes: remote.env });
+    if (r.code !== 0)
+      return {
+        ok: false,
+        error: {
+          message: `copying ${own} to the destination failed: ${r.tail.at(-1) ?? r.code}`,
+          fix: fixFor(r.tail),
+        },
+      };
+  }
   const dir = await mkdtemp(join(tmpdir(), 'backupd-meta-'));
   try {
     await state.snapshotTo(join(dir, 'state.db'));

@@ -263,6 +263,53 @@ export interface DestinationFileRepository {
   totals(): Promise<DestinationTotals[]>;
 }
 
+export type DriveItemState = 'pending' | 'ok' | 'failed' | 'deferred' | 'skipped' | 'recorded';
+export interface DriveItemRecord {
+  account_id: number;
+  file_id: string;
+  /** The Drive parent, or a root of the pull's own ('@', '@shared-drives', '@shared-with-me'). */
+  parent_id: string | null;
+  /** The name on Drive. */
+  name: string;
+  mime_type: string;
+  kind: string;
+  /** The name on the mirror (distinct among its siblings, safe for ext4). */
+  local_name: string | null;
+  /** Where it stands on the mirror, relative to the account's folder; null: not on it. */
+  rel_path: string | null;
+  size: number | null;
+  md5: string | null;
+  sha256: string | null;
+  version: string | null;
+  modified_time: string | null;
+  /** What of Drive's content the mirror holds (checksum or export version); null: none yet. */
+  content_version: string | null;
+  state: DriveItemState;
+  note: string | null;
+  attempts: number;
+  /** Drive's metadata a restore needs (owners, sharing, description, starred, times, target). */
+  meta: Record<string, unknown> | null;
+  updated_at: number;
+}
+export interface DriveItemCounts {
+  items: number;
+  files: number;
+  bytes: number;
+  failed: number;
+  deferred: number;
+  skipped: number;
+  recorded: number;
+}
+export interface DriveItemRepository {
+  all(accountId: number): Promise<DriveItemRecord[]>;
+  /** Writes the records (insert or replace), in one transaction. */
+  put(records: DriveItemRecord[]): Promise<void>;
+  remove(accountId: number, fileIds: string[]): Promise<void>;
+  /** Items whose content the last pass could not bring (failed, deferred, pending). */
+  unfinished(accountId: number): Promise<DriveItemRecord[]>;
+  counts(accountId: number): Promise<DriveItemCounts>;
+}
+
 export interface State {
   readonly url: string;
   settings: SettingsRepository;
@@ -270,6 +317,7 @@ export interface State {
   runs: RunRepository;
   auth: AuthRepository;
   accounts: AccountRepository;
+  driveItems: DriveItemRepository;
   files: FileRepository;
   destinationFiles: DestinationFileRepository;
   queue: QueueRepository;

@@ -251,7 +251,12 @@ async function runPass(
     for (const { name, remote } of usable) {
       const outcome = destinations[name]!;
       if (!outcome.ok) continue;
-      const meta = await pushMetadata(remote, state, deps.configView());
+      const meta = await pushMetadata(
+        remote,
+        state,
+        deps.configView(),
+        pushable.map((s) => runtime.sourcePath(s)),
+      );
       if (!meta.ok) Object.assign(outcome, { ok: false, error: meta.error });
     }
   }

@@ -263,7 +263,8 @@ export class SyncService {
     const view = this.deps.configView?.();
     if (!view) return;
     for (const d of this.destinations) {
-      const r = await pushMetadata(d.remote, this.deps.state, view).catch((err: Error) => ({
+      const roots = this.sources.map((run) => run.root);
+      const r = await pushMetadata(d.remote, this.deps.state, view, roots).catch((err: Error) => ({
         ok: false,
         error: { message: err.message },
       }));

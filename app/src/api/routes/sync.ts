@@ -103,7 +103,7 @@ export const syncRoutes = (deps: ApiDeps) => {
       method: 'post',
       path: '/api/sync/pause/:source',
       summary:
-        'Stops watching a source (google_drive, google_photos): nothing new of it is pushed until it is resumed.',
+        'Pauses a source (google_drive, google_photos): it is neither pulled from Google nor watched, and nothing new of it is pushed until it is resumed.',
       tag: 'sync',
       auth: true,
       response: z.object({ source: z.string(), paused: z.boolean() }),
@@ -117,7 +117,8 @@ export const syncRoutes = (deps: ApiDeps) => {
     route({
       method: 'post',
       path: '/api/sync/resume/:source',
-      summary: 'Watches a paused source again and catches up with what changed meanwhile.',
+      summary:
+        'Pulls and watches a paused source again, at once, and catches up with what changed meanwhile.',
       tag: 'sync',
       auth: true,
       response: z.object({ source: z.string(), paused: z.boolean() }),
@@ -125,6 +126,8 @@ export const syncRoutes = (deps: ApiDeps) => {
         const name = sourceParam(params.source!);
         if (!sync().resumeSource(name))
           throw new ApiError(409, 'not_enabled', `${name} is not enabled.`);
+        // What changed at Google meanwhile comes now, not at the next poll.
+        if (name === 'google_drive') void deps.drive?.pollNow();
         return { source: name, paused: false };
       },
     }),

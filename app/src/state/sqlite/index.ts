@@ -20,6 +20,7 @@ import { StateError } from './errors.js';
 import { migrations } from './migrations.js';
 import { sqliteQueue } from './queue.js';
 import { sqliteDestinationFiles, sqliteFiles } from './files.js';
+import { sqliteDriveItems } from './drive.js';
 
 export { StateError } from './errors.js';
 
@@ -279,6 +280,7 @@ export function openSqliteState(path: string): State {
         );
       },
     },
+    driveItems: sqliteDriveItems(db, stmt),
     files: sqliteFiles(db, stmt),
     destinationFiles: sqliteDestinationFiles(stmt),
     queue: sqliteQueue(db, stmt),

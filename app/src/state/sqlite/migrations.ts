@@ -137,4 +137,36 @@ CREATE INDEX queue_done ON queue (state, updated_at) WHERE state = 'done';
 CREATE INDEX destination_files_sha256 ON destination_files (destination, sha256) WHERE sha256 IS NOT NULL;
 `,
   },
+  {
+    version: 3,
+    name: 'google drive items',
+    sql: `
+-- Every item of a Drive account as the pull last applied it: Drive's metadata (what a restore
+-- needs and a file system cannot carry), the local name it was given and where it stands on
+-- the mirror, and what of its content the mirror holds.
+CREATE TABLE drive_items (
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  file_id TEXT NOT NULL,
+  parent_id TEXT,
+  name TEXT NOT NULL,
+  mime_type TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  local_name TEXT,
+  rel_path TEXT,
+  size INTEGER,
+  md5 TEXT,
+  sha256 TEXT,
+  version TEXT,
+  modified_time TEXT,
+  content_version TEXT,
+  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending','ok','failed','deferred','skipped','recorded')),
+  note TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  meta TEXT,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (account_id, file_id)
+);
+CREATE INDEX drive_items_state ON drive_items (account_id, state) WHERE state <> 'ok';
+`,
+  },
 ];
