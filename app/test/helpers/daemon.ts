@@ -248,3 +248,21 @@ export async function setUp(
   if (r.status !== 200) throw new Error(`setup failed: ${r.status} ${r.text}`);
   return api;
 }
+
+/** `backupd sync --once --json` for a home: its exit code and the parsed summary. */
+export async function syncOnce(
+  home: Pick<Home, 'config'>,
+  env: NodeJS.ProcessEnv,
+  extraArgs: string[] = [],
+): Promise<{ code: number | null; summary: any; stderr: string }> {
+  const r = await runCli(['sync', '--once', '--json', '--config', home.config, ...extraArgs], {
+    env,
+  });
+  let summary: any;
+  try {
+    summary = JSON.parse(r.stdout);
+  } catch {
+    throw new Error(`sync printed no JSON (exit ${r.code}): ${r.stdout}\n${r.stderr}`);
+  }
+  return { code: r.code, summary, stderr: r.stderr };
+}

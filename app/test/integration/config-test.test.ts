@@ -33,7 +33,12 @@ import {
   type Home,
   type RunningDaemon,
 } from '../helpers/daemon.js';
-import { loadTestServices, sshCommand, type TestServices } from '../helpers/services.js';
+import {
+  loadTestServices,
+  sshCommand,
+  storageBoxConfig,
+  type TestServices,
+} from '../helpers/services.js';
 import { testRclone } from '../helpers/trees.js';
 
 const exec = promisify(execFile);
@@ -66,16 +71,10 @@ const ssh = (cmd: string) =>
     cmd,
   ]);
 
-const storageBox = (over: Record<string, unknown> = {}) => ({
-  type: 'hetzner_storage_box',
-  host: svc.sftp.host,
-  port: svc.sftp.port,
-  user: svc.sftp.user,
-  ssh_key_file: svc.sftp.keyFile,
-  known_hosts_file: svc.sftp.knownHostsFile,
-  path: boxPath,
-  ...over,
-});
+const storageBox = (over: Record<string, unknown> = {}) => {
+  const { enabled: _, ...box } = storageBoxConfig(svc.sftp, boxPath);
+  return { ...box, ...over };
+};
 
 beforeAll(async () => {
   svc = loadTestServices();

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanEnv, makeHome, runCli, type Home } from '../helpers/daemon.js';
+import { cleanEnv, makeHome, syncOnce, type Home } from '../helpers/daemon.js';
 import { hashTree } from '../helpers/trees.js';
 import { startGoogleEmulator, type GoogleEmulator } from '../emulators/google/index.js';
 
@@ -21,16 +21,7 @@ let env: NodeJS.ProcessEnv;
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
-async function sync() {
-  const r = await runCli(['sync', '--once', '--json', '--config', home.config], { env });
-  let summary: any;
-  try {
-    summary = JSON.parse(r.stdout);
-  } catch {
-    throw new Error(`sync printed no JSON (exit ${r.code}): ${r.stdout}\n${r.stderr}`);
-  }
-  return { code: r.code, summary, stderr: r.stderr };
-}
+const sync = () => syncOnce(home, env);
 
 /** Drive API calls (not the token endpoint) since the last clearRequests(). */
 const driveCalls = () => google.requests.filter((r) => r.api !== 'token');

@@ -6,9 +6,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanEnv, makeHome, runCli, type Home } from '../helpers/daemon.js';
+import { cleanEnv, makeHome, runCli, syncOnce, type Home } from '../helpers/daemon.js';
 import { hashTree, remoteTree, testRclone } from '../helpers/trees.js';
-import { loadTestServices, type TestServices } from '../helpers/services.js';
+import { loadTestServices, storageBoxConfig, type TestServices } from '../helpers/services.js';
 
 let svc: TestServices;
 let home: Home;
@@ -17,18 +17,7 @@ const bucket = `push-${randomBytes(4).toString('hex')}`;
 const boxPath = `box-${randomBytes(4).toString('hex')}`;
 const today = new Date().toISOString().slice(0, 10);
 
-async function sync(extraArgs: string[] = [], e = env) {
-  const r = await runCli(['sync', '--once', '--json', '--config', home.config, ...extraArgs], {
-    env: e,
-  });
-  let summary: any;
-  try {
-    summary = JSON.parse(r.stdout);
-  } catch {
-    throw new Error(`sync printed no JSON (exit ${r.code}): ${r.stdout}\n${r.stderr}`);
-  }
-  return { code: r.code, summary, stderr: r.stderr };
-}
+const sync = (extraArgs: string[] = [], e = env) => syncOnce(home, e, extraArgs);
 
 beforeAll(async () => {
   svc = loadTestServices();
@@ -42,16 +31,7 @@ beforeAll(async () => {
         storage_class: 'STANDARD',
         server_side_encryption: 'none',
       },
-      eu_provider: {
-        enabled: true,
-        type: 'hetzner_storage_box',
-        host: svc.sftp.host,
-        port: svc.sftp.port,
-        user: svc.sftp.user,
-        ssh_key_file: svc.sftp.keyFile,
-        known_hosts_file: svc.sftp.knownHostsFile,
-        path: boxPath,
-      },
+      eu_provider: storageBoxConfig(svc.sftp, boxPath),
     },
   }));
   env = cleanEnv({
