@@ -11,6 +11,8 @@ import type { DestinationName, Runtime } from '../config/index.js';
 export interface DestinationRemote {
   /** The rclone remote, e.g. `BKP_AWS_S3`. */
   remote: string;
+  /** rclone's backend for it: S3 lists MD5s with its objects, sftp speaks SSH (and rsync). */
+  backend: 's3' | 'sftp' | 'local';
   /** RCLONE_CONFIG_* variables that define it (secrets included: pass only to the child). */
   env: Record<string, string>;
   /** Path inside the remote under which the source folders, `.trash/` and `.backupd/` live. */
@@ -135,13 +137,19 @@ export function describeDestination(
       pathStyle: o.settings.provider === 'Other',
     };
     const env = def(s3RemoteOptions(settings));
-    return { name, type: o.type, target, remote: { remote, root: target, env }, s3: settings };
+    return {
+      name,
+      type: o.type,
+      target,
+      remote: { remote, backend: 's3', root: target, env },
+      s3: settings,
+    };
   };
   const local = (path: string): DestinationDescription => ({
     name,
     type: 'local',
     target: path,
-    remote: { remote, env: def({ type: 'local' }), root: path },
+    remote: { remote, backend: 'local', env: def({ type: 'local' }), root: path },
   });
 
   if (name === 'local')
@@ -189,6 +197,7 @@ export function describeDestination(
       sftp,
       remote: {
         remote,
+        backend: 'sftp',
         root,
         env: def({
           type: 'sftp',

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, posix } from 'node:path';
 import type { Logger } from '../log/index.js';
 import type { FileRecord, QueueItem, State } from '../state/index.js';
-import type { DestinationRemote } from './destinations.js';
+import type { DestinationRemote, SftpSettings } from './destinations.js';
 import { fixFor, needsTheOwner } from './fixes.js';
 import { deltaWorthIt, fsPath, RsyncError, sendDelta, sshTargetOf } from './rsync.js';
 
@@ -33,6 +33,8 @@ export interface Rc {
 export interface EngineDestination {
   name: string;
   remote: DestinationRemote;
+  /** The SSH login of a Storage Box: rsync deltas go there. */
+  sftp?: SftpSettings;
 }
 
 export interface EngineOptions {
@@ -240,12 +242,10 @@ export class PushEngine {
       let j = i;
       while (j < batch.length && batch[j]!.op === 'upsert') j++;
       const upserts = await this.runBulk(d, batch.slice(i, j), log);
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: Math.min(width, upserts.length) }, async () => {
-          while (next < upserts.length && this.running)
-            await this.runItem(d, upserts[next++]!, log);
-        }),
+      await inParallel(
+        width,
+        upserts.map((item) => () => this.runItem(d, item, log)),
+        () => this.running,
       );
       i = j;
     }
@@ -429,7 +429,7 @@ export class PushEngine {
     item: QueueItem,
     plan: Extract<UpsertPlan, { kind: 'copy' }>,
   ): Promise<boolean> {
-    const ssh = sshTargetOf(d.remote);
+    const ssh = sshTargetOf(d.sftp);
     // Only with a pinned host key: rsync's ssh refuses an unknown host, where rclone would not.
     if (!ssh?.knownHostsFile || !plan.replaces || !deltaWorthIt(plan.file.size, plan.previousSize))
       return false;
@@ -519,7 +519,8 @@ export class PushEngine {
    * list, rclone's own parallelism, what the destination already holds skipped by checksum),
    * then verifies each against the destination and settles it like a single copy. Returns the
    * upserts left for one-by-one handling (large files, server-side copies, replacements, a few
-   * stragglers).
+   * stragglers). Those are planned again there, on purpose: after the bulk, a file it sent may
+   * be the twin that turns a straggler's upload into a server-side copy.
    */
   private async runBulk(
     d: EngineDestination,
@@ -646,22 +647,14 @@ export class PushEngine {
             found.set(p, await this.stat(fs, p).catch((err: Error) => err));
           });
     }
-    let next = 0;
-    await Promise.all(
-      Array.from(
-        { length: Math.min(Math.max(1, this.o.transfers ?? 8), jobs.length) },
-        async () => {
-          while (next < jobs.length) await jobs[next++]!();
-        },
-      ),
-    );
+    await inParallel(Math.max(1, this.o.transfers ?? 8), jobs);
     return found;
   }
 
   /** S3 lists MD5s with its objects; an SFTP server would hash every file of the folder. */
   private cheapHashes(fs: string): boolean {
     const d = this.o.destinations.find((x) => fs.startsWith(`${x.remote.remote}:`));
-    return d?.remote.env[`RCLONE_CONFIG_${d.remote.remote}_TYPE`] === 's3';
+    return d?.remote.backend === 's3';
   }
 
   /**
@@ -729,4 +722,18 @@ export class PushEngine {
       this.wakers.set(destination, done);
     });
   }
+}
+
+/** Runs the jobs in order, at most `width` at a time, starting no new one once `go()` is false. */
+async function inParallel(
+  width: number,
+  jobs: (() => Promise<void>)[],
+  go: () => boolean = () => true,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(width, jobs.length) }, async () => {
+      while (next < jobs.length && go()) await jobs[next++]!();
+    }),
+  );
 }

@@ -18,7 +18,7 @@ import { constants, existsSync } from 'node:fs';
 import { access, lstat } from 'node:fs/promises';
 import { constants as os } from 'node:os';
 import { posix, resolve as absolute } from 'node:path';
-import type { DestinationRemote } from './destinations.js';
+import type { SftpSettings } from './destinations.js';
 
 /** How to log in to the Storage Box (the destination's sftp settings). */
 export interface SshTarget {
@@ -170,23 +170,18 @@ export function deltaWorthIt(size: number, previousSize: number | null | undefin
 // ---------------------------------------------------------------------------------------------
 
 /**
- * The SSH login of an sftp destination (the Storage Box), read from the rclone remote's own
- * definition so that rsync and rclone can never disagree on host, port, user or keys.
- * Undefined for a destination that does not speak SSH (S3, local).
+ * The SSH login of an sftp destination (the Storage Box), from the same settings its rclone
+ * remote is made of, so that rsync and rclone can never disagree on host, port, user or keys.
+ * Undefined for a destination that does not speak SSH (S3, local) or lacks host or user.
  */
-export function sshTargetOf(remote: DestinationRemote): SshTarget | undefined {
-  const v = (key: string) => remote.env[`RCLONE_CONFIG_${remote.remote}_${key}`];
-  if (v('TYPE') !== 'sftp') return undefined;
-  const host = v('HOST');
-  const user = v('USER');
-  if (!host || !user) return undefined;
-  const port = Number(v('PORT') ?? 22);
+export function sshTargetOf(sftp: SftpSettings | undefined): SshTarget | undefined {
+  if (!sftp?.host || !sftp.user) return undefined;
   return {
-    host,
-    port,
-    user,
-    ...(v('KEY_FILE') ? { keyFile: v('KEY_FILE') } : {}),
-    ...(v('KNOWN_HOSTS_FILE') ? { knownHostsFile: v('KNOWN_HOSTS_FILE') } : {}),
+    host: sftp.host,
+    port: sftp.port,
+    user: sftp.user,
+    ...(sftp.keyFile ? { keyFile: sftp.keyFile } : {}),
+    ...(sftp.knownHostsFile ? { knownHostsFile: sftp.knownHostsFile } : {}),
   };
 }
 

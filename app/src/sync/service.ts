@@ -87,7 +87,7 @@ export class SyncService {
     for (const name of DESTINATION_NAMES.filter((d) => cfg.destinations[d].enabled)) {
       const d = describeDestination(runtime, name);
       if (d.remote) {
-        this.destinations.push({ name, remote: d.remote });
+        this.destinations.push({ name, remote: d.remote, sftp: d.sftp });
         Object.assign(remotes, d.remote.env);
       } else if (d.problem) {
         this.problems.set(name, d.problem);

@@ -61,8 +61,12 @@ beforeAll(async () => {
     rc: rcd,
     logger,
     destinations: [
-      { name: 'aws_s3', remote: { remote: 'BKP_S3', root: bucket, env: s3 } },
-      { name: 'eu_provider', remote: { remote: 'BKP_BOX', root: boxPath, env: box } },
+      { name: 'aws_s3', remote: { remote: 'BKP_S3', backend: 's3', root: bucket, env: s3 } },
+      {
+        name: 'eu_provider',
+        remote: { remote: 'BKP_BOX', backend: 'sftp', root: boxPath, env: box },
+        sftp: svc.sftp,
+      },
     ],
     sources: { google_drive: root },
     batchSize: 100,

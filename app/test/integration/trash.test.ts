@@ -25,7 +25,12 @@ describe('purgeTrash', () => {
     await mkdir(path.join(dir, 'backup', 'google-drive'), { recursive: true });
     await writeFile(path.join(dir, 'backup', 'google-drive', 'live.txt'), 'x');
     rcd = await RcloneDaemon.start({ remotes: { RCLONE_CONFIG_T_TYPE: 'local' } });
-    const remote = { remote: 'T', root: path.join(dir, 'backup'), env: {} };
+    const remote = {
+      remote: 'T',
+      backend: 'local' as const,
+      root: path.join(dir, 'backup'),
+      env: {},
+    };
     expect(await purgeTrash(rcd, remote, 30, now)).toEqual(['2026-10-01', '2026-10-24']);
     expect((await readdir(path.join(dir, 'backup', '.trash'))).sort()).toEqual([
       '2026-10-26',

@@ -259,23 +259,21 @@ describe('sendDelta without a server', () => {
 });
 
 describe('sshTargetOf', () => {
-  it("reads the Storage Box login from the destination's rclone remote", () => {
+  it('reads the Storage Box login from the settings its rclone remote is made of', () => {
     const yaml =
       'destinations:\n  eu_provider:\n    enabled: true\n    type: hetzner_storage_box\n    host: u1.your-storagebox.de\n    user: u1\n    ssh_key_file: /etc/backupd/box_key\n    known_hosts_file: /etc/backupd/known_hosts\n    path: backup\n';
     const file = path.join(tmp(), 'config.yaml');
     writeFileSync(file, yaml);
     const runtime = resolveRuntime({ ...parseConfigText(yaml, file), file }, {});
     const d = describeDestination(runtime, 'eu_provider');
-    expect(sshTargetOf(d.remote!)).toEqual({
+    expect(sshTargetOf(d.sftp)).toEqual({
       host: 'u1.your-storagebox.de',
       port: 23,
       user: 'u1',
       keyFile: '/etc/backupd/box_key',
       knownHostsFile: '/etc/backupd/known_hosts',
     });
-    expect(sshTargetOf({ remote: 'S', root: 'b', env: { RCLONE_CONFIG_S_TYPE: 's3' } })).toBe(
-      undefined,
-    );
+    expect(sshTargetOf(undefined)).toBe(undefined);
     expect(fsPath('BKP_EU_PROVIDER:backup/.trash/2026-11-24/google-drive')).toBe(
       'backup/.trash/2026-11-24/google-drive',
     );
