@@ -376,7 +376,7 @@ const daemon = z
     }),
     log_retention_days: meta(z.number().int().min(1).max(3650).default(30), {
       description:
-        'Rotated log files and stored log events older than this are deleted; a log file is also rotated once a day.',
+        'Rotated log files, stored log events and finished queue items older than this are deleted; a log file is also rotated once a day.',
       addition: true,
     }),
     pid_file: path('File the running daemon writes its process id to.').optional(),

@@ -9,6 +9,7 @@ import { Access } from '../auth/index.js';
 import { secretPaths, type Runtime } from '../config/index.js';
 import { createGoogle } from '../google/index.js';
 import { collectStatus } from '../status/index.js';
+import { housekeep } from './housekeeping.js';
 import { lockState } from './lock.js';
 import { systemdNotifier } from './systemd.js';
 import { SyncService } from '../sync/service.js';
@@ -131,11 +132,11 @@ export async function startDaemon(
     );
   }
 
-  // Housekeeping: old events and sessions.
+  // Housekeeping: old events, finished queue items and expired sessions.
   const housekeeping = async () => {
     const retention = ctx.runtime.config.daemon.log_retention_days * 86_400_000;
-    await ctx.state.events.prune(Date.now() - retention);
-    await ctx.state.auth.deleteExpiredSessions(Date.now());
+    const pruned = await housekeep(ctx.state, retention, Date.now());
+    if (pruned.events || pruned.queueItems) log.debug(pruned, 'pruned old events and queue items');
   };
   await housekeeping();
   const housekeepingTimer = setInterval(
