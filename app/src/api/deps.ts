@@ -6,6 +6,7 @@ import type { State } from '../state/index.js';
 import type { StatusReport } from '../status/index.js';
 import type { SyncService } from '../sync/service.js';
 import type { DrivePoller } from '../google/drive/poller.js';
+import type { DiskService } from '../disk/index.js';
 
 /** What the API needs from the daemon; tests build it with real state and a temporary folder. */
 export interface ApiDeps {
@@ -23,6 +24,10 @@ export interface ApiDeps {
   google?: Google;
   /** The Drive pull of the running daemon (its activity, for GET /api/sources). */
   drive?: DrivePoller;
+  /** running, or standby while the appliance waits for its data disk. */
+  mode?: () => 'running' | 'standby';
+  /** The appliance's data disk; absent on an ordinary install. */
+  disks?: DiskService;
 }
 
 export const SESSION_COOKIE = 'backupd_session';

@@ -23,6 +23,7 @@ import { logRoutes } from './routes/logs.js';
 import { syncRoutes } from './routes/sync.js';
 import { sourceRoutes } from './routes/sources.js';
 import { systemRoutes } from './routes/system.js';
+import { diskRoutes } from './routes/disks.js';
 
 export interface ApiServer {
   server: Server;
@@ -44,6 +45,7 @@ export function apiRoutes(deps: ApiDeps, streams = new Set<PassThrough>()): Rout
     ...syncRoutes(deps),
     ...googleRoutes(deps),
     ...sourceRoutes(deps),
+    ...diskRoutes(deps),
   ];
   routes.push(
     route({

@@ -10,6 +10,7 @@ import {
   scrypt as scryptCb,
   timingSafeEqual,
 } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { State } from '../state/index.js';
 
 export class AccessError extends Error {
@@ -110,7 +111,13 @@ export type Principal =
   { via: 'session'; token: string } | { via: 'api_key'; keyId: number | 'config' };
 
 export interface AccessDeps {
+  /** Where the password, sessions and API keys live: the state, or the appliance's access db. */
   state: State;
+  /**
+   * The appliance's first-boot setup code (`appliance.setup_code_file`): while no password
+   * exists it is the code, the same at every start, instead of a new random one.
+   */
+  setupCodeFile?: string;
   now?: () => number;
   /** The API key from `daemon.api_key` / `API_SECRET_KEY`, if any. */
   configuredApiKey?: () => string | undefined;
@@ -141,12 +148,35 @@ export class Access {
       await this.deps.state.settings.delete(SETTING_SETUP_CODE);
       return undefined;
     }
-    const raw = Array.from(
-      { length: 12 },
-      () => CODE_ALPHABET[randomInt(CODE_ALPHABET.length)],
-    ).join('');
+    const fromFile = this.readSetupCodeFile();
+    const raw =
+      fromFile ??
+      Array.from({ length: 12 }, () => CODE_ALPHABET[randomInt(CODE_ALPHABET.length)]).join('');
     await this.deps.state.settings.set(SETTING_SETUP_CODE, sha256(raw));
-    return raw.match(/.{4}/g)!.join('-');
+    return raw.match(/.{1,4}/g)!.join('-');
+  }
+
+  /** The code in setup_code_file, normalized; undefined when unset, unreadable or too short. */
+  private readSetupCodeFile(): string | undefined {
+    if (!this.deps.setupCodeFile) return undefined;
+    try {
+      const code = normalizeCode(readFileSync(this.deps.setupCodeFile, 'utf8'));
+      return code.length >= 8 ? code : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  listApiKeys() {
+    return this.deps.state.auth.listApiKeys();
+  }
+
+  revokeApiKey(id: number) {
+    return this.deps.state.auth.revokeApiKey(id, this.now());
+  }
+
+  deleteExpiredSessions() {
+    return this.deps.state.auth.deleteExpiredSessions(this.now());
   }
 
   /** Sets the admin password with the setup code; returns a session token. */
@@ -168,7 +198,9 @@ export class Access {
         403,
         'wrong_setup_code',
         'That setup code is not right.',
-        "Copy the code from the daemon's log or console (a new one is made at each start).",
+        this.deps.setupCodeFile
+          ? `Copy the code shown on the appliance's console, or from the file setup-code.txt on its boot partition (${this.deps.setupCodeFile} on the appliance).`
+          : "Copy the code from the daemon's log or console (a new one is made at each start).",
       );
     }
     checkPasswordStrength(password);

@@ -51,6 +51,10 @@ Usage: backupd <command> [--config FILE]
   secrets list             the names of the stored secrets (never the values)
   secrets delete NAME      remove a stored secret
   reset-password           forget the admin password; the next start prints a new setup code
+  disk scan                (appliance, as root) list the disks into <disk_spool>/disks.json,
+                           mount the adopted data disk when it is there, unmount it when gone
+  disk adopt FILE          (appliance, as root) carry out one adoption request file
+  disk adopt-pending       (appliance, as root) carry out every request in <disk_spool>/requests/
   version                  print the version
 
 Configuration: --config FILE, else $BACKUPD_CONFIG, else /etc/backupd/config.yaml, else ./config.yaml.
@@ -110,13 +114,10 @@ async function main(argv: string[]): Promise<number> {
       return configCheck(values.config, !!values.json);
     case 'secrets':
       return secrets(values.config, sub, arg);
+    case 'disk':
+      return disk(values.config, sub, arg);
     case 'reset-password':
-      return withContext(values.config, async (ctx) => {
-        await new Access({ state: ctx.state }).resetPassword();
-        return print(
-          'The admin password is forgotten and every session ended. Restart the daemon: it prints a new setup code.',
-        );
-      });
+      return resetPassword(values.config);
     default:
       throw new UsageError(`unknown command "${command}".\n\n${USAGE}`);
   }
@@ -132,6 +133,16 @@ async function withContext(
   fn: (ctx: AppContext) => Promise<number>,
   record = true,
 ): Promise<number> {
+  // On the appliance the state is on the data disk: without it, opening the state would create
+  // an empty one in the bare mount point (on the SD card).
+  const appliance = await applianceConfig(configPath);
+  if (appliance) {
+    const { mountProbe } = await import('../disk/probe.js');
+    if (!mountProbe()(appliance.data_disk))
+      throw new UsageError(
+        `the data disk is not mounted at ${appliance.data_disk}, and this command needs the state on it. Plug the disk in (docs/troubleshooting.md, "The data disk (appliance)"); the panel and GET /api/status work meanwhile.`,
+      );
+  }
   const ctx = await openContext({ configPath, console: false, record });
   try {
     return await fn(ctx);
@@ -140,24 +151,122 @@ async function withContext(
   }
 }
 
-async function start(configPath: string | undefined): Promise<number> {
-  const { startDaemon } = await import('../daemon/index.js');
-  const ctx = await openContext({ configPath, console: true });
-  const daemon = await startDaemon(ctx);
-  if (daemon.setupCode) {
-    const port = ctx.runtime.config.daemon.api_port;
-    process.stdout.write(
-      `\n  backupd is running. Open http://127.0.0.1:${port}/ (or http://backup.local/ on the appliance)\n  and enter this one-time setup code to set the admin password:\n\n      ${daemon.setupCode}\n\n`,
+/** The appliance section of the configuration, if any (without opening the state). */
+async function applianceConfig(configPath: string | undefined) {
+  const { file } = findConfigFile(configPath);
+  return (await loadConfigFile(file)).config.appliance;
+}
+
+async function resetPassword(configPath: string | undefined): Promise<number> {
+  const done = () =>
+    print(
+      'The admin password is forgotten and every session ended. Restart the daemon: it prints a new setup code.',
     );
+  // On the appliance the password lives in the access db on the system disk, not in the state.
+  const appliance = await applianceConfig(configPath);
+  if (appliance) {
+    const { openState } = await import('../state/index.js');
+    const state = openState({ kind: 'sqlite', path: appliance.access_db });
+    try {
+      await new Access({ state }).resetPassword();
+    } finally {
+      await state.close();
+    }
+    return done();
   }
+  return withContext(configPath, async (ctx) => {
+    await new Access({ state: ctx.state }).resetPassword();
+    return done();
+  });
+}
+
+const printSetupCode = (port: number, code: string) =>
+  process.stdout.write(
+    `\n  backupd is running. Open http://127.0.0.1:${port}/ (or http://backup.local/ on the appliance)\n  and enter this one-time setup code to set the admin password:\n\n      ${code}\n\n`,
+  );
+
+async function waitForSignal(stop: (reason: string) => Promise<void>): Promise<void> {
   await new Promise<void>((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
-      void daemon.stop(signal).then(resolve);
+      void stop(signal).then(resolve);
     };
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
   });
+}
+
+async function start(configPath: string | undefined): Promise<number> {
+  const appliance = await applianceConfig(configPath);
+  if (appliance) {
+    const { startAppliance } = await import('../daemon/appliance.js');
+    let printed: string | undefined;
+    const { file } = findConfigFile(configPath);
+    const port = (await loadConfigFile(file)).config.daemon.api_port;
+    const daemon = await startAppliance(appliance, {
+      configPath,
+      onSetupCode: (code) => {
+        if (code !== printed) printSetupCode(port, code);
+        printed = code;
+      },
+      onFatal: () => process.exit(1),
+    });
+    await waitForSignal((reason) => daemon.stop(reason));
+    return 0;
+  }
+  const { startDaemon } = await import('../daemon/index.js');
+  const ctx = await openContext({ configPath, console: true });
+  const daemon = await startDaemon(ctx);
+  if (daemon.setupCode) printSetupCode(ctx.runtime.config.daemon.api_port, daemon.setupCode);
+  await waitForSignal((reason) => daemon.stop(reason));
   return 0;
+}
+
+/** `backupd disk ...`: the root side of the data disk (run by the disk units, as root). */
+async function disk(
+  configPath: string | undefined,
+  action: string | undefined,
+  file: string | undefined,
+): Promise<number> {
+  const usage = 'Usage: backupd disk scan | adopt REQUEST.json | adopt-pending [--config FILE]';
+  if (action !== 'scan' && action !== 'adopt' && action !== 'adopt-pending')
+    throw new UsageError(usage);
+  if (action === 'adopt' && !file) throw new UsageError(usage);
+  const appliance = await applianceConfig(configPath);
+  if (!appliance)
+    throw new UsageError(
+      'the configuration has no appliance section: the data disk is managed on the appliance image only (docs/appliance.md).',
+    );
+  const d = await import('../disk/index.js');
+  const { realDiskSystem } = await import('../disk/system.js');
+  const { readFileSync } = await import('node:fs');
+  // journald reads the <N> prefix as the priority of the line.
+  const prio = { error: 3, warn: 4, info: 6 } as const;
+  const o: import('../disk/index.js').HelperOptions = {
+    dataDisk: appliance.data_disk,
+    spool: appliance.disk_spool,
+    uuidFile: d.DEFAULT_UUID_FILE,
+    user: 'backupd',
+    log: (level, message) => process.stderr.write(`<${prio[level]}>backupd disk: ${message}\n`),
+  };
+  if (action === 'scan') {
+    const r = await d.scan(realDiskSystem, o);
+    return print(
+      `${r.disks.length} disk(s) listed in ${d.spoolPaths(o.spool).disks}; data disk ${r.data_disk.mounted ? `mounted at ${r.data_disk.mount_point}` : 'not mounted'}`,
+    );
+  }
+  const results =
+    action === 'adopt'
+      ? [
+          await d.adopt(
+            realDiskSystem,
+            o,
+            d.adoptRequest.parse(JSON.parse(readFileSync(file!, 'utf8'))),
+          ),
+        ]
+      : await d.adoptPending(realDiskSystem, o);
+  for (const r of results)
+    print(`${r.disk}: ${r.state}${r.error ? `: ${r.error}\n  fix: ${r.fix}` : ''}`);
+  return results.every((r) => r.state === 'done') ? 0 : 1;
 }
 
 async function sync(
@@ -261,7 +370,8 @@ async function status(configPath: string | undefined, json: boolean): Promise<nu
 const mib = (bytes: number) => Number((bytes / (1024 * 1024)).toFixed(1));
 
 function formatStatus(r: StatusReport): string {
-  const lines = [`backupd ${r.version}: ${r.state}`];
+  const lines = [`backupd ${r.version}: ${r.state}${r.mode === 'standby' ? ' (standby)' : ''}`];
+  for (const a of r.alerts) lines.push(`  alert ${a.code}: ${a.message}\n    fix: ${a.fix}`);
   for (const s of r.sources) {
     lines.push(
       `  source ${s.name}: ${s.enabled ? 'enabled' : 'disabled'}, ${s.local_path}, ${s.accounts.length} account(s)`,

@@ -21,6 +21,7 @@ export {
   resolveRuntime,
   RuntimeError,
   type Runtime,
+  type RuntimeOverrides,
 } from './runtime.js';
 export { configReference } from './docs.js';
 export { ConfigService, type ConfigView, type SecretStatus } from './service.js';

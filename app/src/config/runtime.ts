@@ -46,20 +46,32 @@ export const ENV_SECRETS: Record<string, string> = {
 export const defaultWebRoot = () =>
   resolve(dirname(fileURLToPath(import.meta.url)), '../../../web/build');
 
+/**
+ * What the daemon changes in the paths while the appliance waits for its data disk (standby):
+ * the state and its log go to a volatile folder instead of the disk that is not there.
+ */
+export interface RuntimeOverrides {
+  stateDir?: string;
+}
+
 export function resolveRuntime(
   loaded: LoadedConfig,
   env: NodeJS.ProcessEnv = process.env,
+  overrides: RuntimeOverrides = {},
 ): Runtime {
   const { config } = loaded;
   const baseDir = loaded.file ? dirname(loaded.file) : process.cwd();
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   const sourcePath = (name: SourceName) => abs(config.sources[name].local_path);
-  const stateDir = config.daemon.state_dir
-    ? abs(config.daemon.state_dir)
-    : join(dirname(sourcePath('google_drive')), '.backupd');
+  const volatile = overrides.stateDir !== undefined;
+  const stateDir = overrides.stateDir
+    ? abs(overrides.stateDir)
+    : config.daemon.state_dir
+      ? abs(config.daemon.state_dir)
+      : join(dirname(sourcePath('google_drive')), '.backupd');
 
   checkEnvEndpoint(config, env);
-  const database = parseDatabaseUrl(env.DATABASE_URL, stateDir);
+  const database = parseDatabaseUrl(volatile ? undefined : env.DATABASE_URL, stateDir);
   const secrets = new SecretStore(
     config.security.secrets_file
       ? abs(config.security.secrets_file)
@@ -88,9 +100,10 @@ export function resolveRuntime(
     baseDir,
     stateDir,
     database,
-    logFile: config.daemon.log_file
-      ? abs(config.daemon.log_file)
-      : join(stateDir, 'logs', 'backupd.log'),
+    logFile:
+      config.daemon.log_file && !volatile
+        ? abs(config.daemon.log_file)
+        : join(stateDir, 'logs', 'backupd.log'),
     pidFile: config.daemon.pid_file ? abs(config.daemon.pid_file) : undefined,
     webRoot: config.daemon.web_root ? abs(config.daemon.web_root) : defaultWebRoot(),
     secrets,

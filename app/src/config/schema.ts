@@ -528,6 +528,27 @@ const sync = z
   })
   .describe('How changes on the mirror are pushed.');
 
+const appliance = z
+  .strictObject({
+    data_disk: path(
+      'Mount point of the adopted data disk. While nothing is mounted there the daemon runs in standby: the API and panel answer, nothing is pulled or pushed, and the state is kept in memory-backed /run, never on the bare folder or the SD card.',
+    ).default('/srv/backup'),
+    access_db: path(
+      'Database of the admin password, sessions and API keys, kept on the system disk so that signing in works without the data disk.',
+    ).default('/var/lib/backupd/access.db'),
+    setup_code_file: path(
+      'File holding the one-time setup code made at first boot (by root, shown on the console and the boot partition). While no admin password exists the daemon accepts this code instead of printing a new random one at each start.',
+    ).optional(),
+    disk_spool: path(
+      'Folder shared with the root disk helper (`backupd disk scan` / `adopt-pending`): it writes disks.json and adoption.json there; the daemon writes adoption requests to its requests/ folder.',
+    ).default('/run/backupd-disk'),
+  })
+  .meta({
+    description:
+      'The appliance image only: the data disk, and what lives on the system disk. Absent on an ordinary install, where the daemon always runs in full.',
+    addition: true,
+  });
+
 export const configSchema = z
   .strictObject({
     sources: z
@@ -549,6 +570,7 @@ export const configSchema = z
       .strictObject({ email, webhook })
       .prefault({})
       .describe('Alerts and summaries.'),
+    appliance: appliance.optional(),
   })
   .superRefine(checkCrossFieldRules);
 

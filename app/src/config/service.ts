@@ -14,7 +14,7 @@ import {
   type ConfigProblem,
   type LoadedConfig,
 } from './load.js';
-import { resolveRuntime, type Runtime } from './runtime.js';
+import { resolveRuntime, type Runtime, type RuntimeOverrides } from './runtime.js';
 import type { Config } from './schema.js';
 import { MIN_SECRET_LENGTH } from '../log/redact.js';
 
@@ -50,6 +50,7 @@ export class ConfigService extends EventEmitter<{ changed: [Runtime] }> {
     private loaded: LoadedConfig,
     private current: Runtime,
     private readonly env: NodeJS.ProcessEnv = process.env,
+    private readonly overrides: RuntimeOverrides = {},
   ) {
     super();
   }
@@ -139,7 +140,7 @@ export class ConfigService extends EventEmitter<{ changed: [Runtime] }> {
 
     const before = this.current.config;
     this.loaded = { ...result.loaded, file, inlineSecrets: {}, warnings: [] };
-    this.current = resolveRuntime(this.loaded, this.env);
+    this.current = resolveRuntime(this.loaded, this.env, this.overrides);
     const restartRequired = RESTART_KEYS.filter(
       (k) => JSON.stringify(getPath(before, k)) !== JSON.stringify(getPath(this.current.config, k)),
     );

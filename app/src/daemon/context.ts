@@ -13,6 +13,7 @@ import {
   pinoLevel,
   resolveRuntime,
   type Runtime,
+  type RuntimeOverrides,
 } from '../config/index.js';
 import {
   createLogger,
@@ -46,14 +47,16 @@ export interface OpenOptions {
   console?: boolean;
   /** Write the log file and store events (false for read-only commands such as `status`). */
   record?: boolean;
+  /** Path overrides: the appliance's standby keeps its state in a volatile folder. */
+  overrides?: RuntimeOverrides;
 }
 
 export async function openContext(opts: OpenOptions = {}): Promise<AppContext> {
   const env = opts.env ?? process.env;
   const { file } = findConfigFile(opts.configPath, env);
   const loaded = await loadConfigFile(file);
-  const runtime = resolveRuntime(loaded, env);
-  const config = new ConfigService(loaded, runtime, env);
+  const runtime = resolveRuntime(loaded, env, opts.overrides);
+  const config = new ConfigService(loaded, runtime, env, opts.overrides);
   const redactor = new Redactor(() => config.runtime.secretValues());
   const record = opts.record ?? true;
   const cfg = runtime.config.daemon;

@@ -1,7 +1,7 @@
 /**
  * What the running daemon throws away so that its state stays the size of what it does, not of
- * how long it has run: events and finished queue items older than the log retention, expired
- * sessions. A Pi pushing a busy Drive for a year would otherwise carry every queue item ever.
+ * how long it has run: events and finished queue items older than the log retention. A Pi
+ * pushing a busy Drive for a year would otherwise carry every queue item ever.
  */
 import type { State } from '../state/index.js';
 
@@ -15,6 +15,5 @@ export async function housekeep(state: State, retentionMs: number, now: number):
   const events = await state.events.prune(before);
   // Finished items only: pending, running and failed ones are work still to do or to show.
   const queueItems = await state.queue.pruneDone(before);
-  await state.auth.deleteExpiredSessions(now);
   return { events, queueItems };
 }

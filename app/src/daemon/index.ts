@@ -11,7 +11,9 @@ import { createGoogle } from '../google/index.js';
 import { collectStatus } from '../status/index.js';
 import { housekeep } from './housekeeping.js';
 import { lockState } from './lock.js';
-import { systemdNotifier } from './systemd.js';
+import { systemdNotifier, type Notifier } from './systemd.js';
+import type { DiskService } from '../disk/index.js';
+import type { Alert } from '../status/index.js';
 import { SyncService } from '../sync/service.js';
 import { VERSION, type AppContext } from './context.js';
 import { DrivePoller } from '../google/drive/poller.js';
@@ -22,19 +24,36 @@ export interface RunningDaemon {
   api: ApiServer;
   sync: SyncService;
   setupCode: string | undefined;
-  stop(reason: string): Promise<void>;
+  mode: 'running' | 'standby';
+  /** handover: the appliance switches modes, so systemd is not told the service stops. */
+  stop(reason: string, opts?: { handover?: boolean }): Promise<void>;
+}
+
+/** What the appliance's supervisor (appliance.ts) adds; an ordinary install passes nothing. */
+export interface DaemonOptions {
+  /** standby: the API and panel only; nothing is pulled or pushed. */
+  mode?: 'running' | 'standby';
+  /** Access on the appliance's access db (kept across modes); else one on ctx.state. */
+  access?: Access;
+  disks?: DiskService;
+  alerts?: () => Alert[];
+  /** Shared across modes, so that one sd_notify channel serves the whole process. */
+  notifier?: Notifier;
 }
 
 /** `backupd start`: the API and panel, the schedules, systemd readiness and watchdog. */
 export async function startDaemon(
   ctx: AppContext,
   env: NodeJS.ProcessEnv = process.env,
+  opts: DaemonOptions = {},
 ): Promise<RunningDaemon> {
+  const mode = opts.mode ?? 'running';
+  const standby = mode === 'standby';
   const log = ctx.logger.child({ source: 'daemon' });
   const startedAt = Date.now();
   mkdirSync(ctx.runtime.stateDir, { recursive: true });
   const lock = lockState(ctx.runtime.stateDir, 'start');
-  const notifier = systemdNotifier(env, (err) => log.warn(err.message));
+  const notifier = opts.notifier ?? systemdNotifier(env, (err) => log.warn(err.message));
   const interrupted = await ctx.state.runs.interruptStale(startedAt);
   if (interrupted)
     log.warn(
@@ -50,10 +69,13 @@ export async function startDaemon(
     logger: ctx.logger,
     configView: () => ctx.config.view(),
   });
-  try {
-    await sync.start();
-  } catch (err) {
-    log.error({ err }, `the push half did not start: ${(err as Error).message}`);
+  // In standby the data disk is missing: the mirror is not there to watch, so nothing starts.
+  if (!standby) {
+    try {
+      await sync.start();
+    } catch (err) {
+      log.error({ err }, `the push half did not start: ${(err as Error).message}`);
+    }
   }
 
   // Google sign-in and the accounts; the Drive pull polls each of them, and pausing the source
@@ -66,11 +88,12 @@ export async function startDaemon(
     accounts: google.accounts,
     paused: () => sync.sourcePaused('google_drive'),
   });
-  drive.start();
+  if (!standby) drive.start();
 
   // A change of what is pushed where takes effect at once: the push half is set up again.
   let pushConfig = JSON.stringify(pushSettings(ctx.runtime));
   ctx.config.on('changed', (rt) => {
+    if (standby) return;
     const next = JSON.stringify(pushSettings(rt));
     if (next === pushConfig) return;
     pushConfig = next;
@@ -80,10 +103,12 @@ export async function startDaemon(
       .catch((err: Error) => log.error({ err }, `the push half did not restart: ${err.message}`));
   });
 
-  const access = new Access({
-    state: ctx.state,
-    configuredApiKey: () => ctx.runtime.secret('daemon.api_key'),
-  });
+  const access =
+    opts.access ??
+    new Access({
+      state: ctx.state,
+      configuredApiKey: () => ctx.runtime.secret('daemon.api_key'),
+    });
   const cfg = ctx.runtime.config.daemon;
   const api = await startApi(
     {
@@ -94,7 +119,9 @@ export async function startDaemon(
       logger: ctx.logger,
       redactor: ctx.redactor,
       version: VERSION,
-      sync,
+      sync: standby ? undefined : sync,
+      mode: () => mode,
+      disks: opts.disks,
       // Google sign-in and the accounts: the pull takes its accounts from the same object.
       google,
       drive,
@@ -106,6 +133,8 @@ export async function startDaemon(
           startedAt,
           health: (name) => sync.destinationHealth(name),
           sent: () => sync.progress.totals(),
+          mode,
+          alerts: opts.alerts?.() ?? [],
         }),
     },
     { host: cfg.api_host, port: cfg.api_port, webRoot: ctx.runtime.webRoot },
@@ -137,6 +166,8 @@ export async function startDaemon(
     const retention = ctx.runtime.config.daemon.log_retention_days * 86_400_000;
     const pruned = await housekeep(ctx.state, retention, Date.now());
     if (pruned.events || pruned.queueItems) log.debug(pruned, 'pruned old events and queue items');
+    // Sessions live with the password (the access database on the appliance).
+    await access.deleteExpiredSessions();
   };
   await housekeeping();
   const housekeepingTimer = setInterval(
@@ -145,25 +176,27 @@ export async function startDaemon(
   );
   housekeepingTimer.unref();
 
-  await notifier.ready(setupCode ? 'waiting for first-run setup' : 'running');
+  await notifier.ready(
+    standby ? 'waiting for the data disk' : setupCode ? 'waiting for first-run setup' : 'running',
+  );
   const stopWatchdog = notifier.startWatchdog();
 
   let stopping: Promise<void> | undefined;
-  const stop = (reason: string) =>
+  const stop = (reason: string, o: { handover?: boolean } = {}) =>
     (stopping ??= (async () => {
       log.info(`stopping (${reason})`);
-      await notifier.stopping();
+      if (!o.handover) await notifier.stopping();
       stopWatchdog();
       clearInterval(housekeepingTimer);
       await api.close();
       await drive.stop();
       await sync.stop();
-      if (ctx.runtime.pidFile) rmSync(ctx.runtime.pidFile, { force: true });
+      if (ctx.runtime.pidFile && !o.handover) rmSync(ctx.runtime.pidFile, { force: true });
       lock.release();
       log.info('stopped');
       await ctx.close();
     })());
-  return { api, sync, setupCode, stop };
+  return { api, sync, setupCode, mode, stop };
 }
 
 /** What the push half is built from: sources, destinations (with their secrets), sync settings. */

@@ -22,6 +22,11 @@ export const runView = z
   })
   .meta({ id: 'Run' });
 
+export const alert = z
+  .object({ code: z.string(), message: z.string(), fix: z.string() })
+  .meta({ id: 'Alert' });
+export type Alert = z.infer<typeof alert>;
+
 export const statusReport = z
   .object({
     state: z.enum(['idle', 'syncing', 'paused', 'error']),
@@ -65,6 +70,14 @@ export const statusReport = z
       held: z.number(),
     }),
     last_run: runView.nullable(),
+    mode: z
+      .enum(['running', 'standby'])
+      .describe(
+        'standby: the appliance waits for its data disk (nothing is pulled or pushed); running: normal.',
+      ),
+    alerts: z
+      .array(alert)
+      .describe('What needs the owner now, each with how to fix it (e.g. data_disk_missing).'),
   })
   .meta({ id: 'Status' });
 export type StatusReport = z.infer<typeof statusReport>;
@@ -105,6 +118,9 @@ export async function collectStatus(deps: {
     | undefined;
   /** Live totals of bytes sent from the push progress, newer than the stored ones. */
   sent?: () => Record<string, PushTotals>;
+  /** The appliance waiting for its data disk, and its alerts. */
+  mode?: 'running' | 'standby';
+  alerts?: Alert[];
 }): Promise<StatusReport> {
   const { runtime, state } = deps;
   const cfg = runtime.config;
@@ -186,8 +202,9 @@ export async function collectStatus(deps: {
     destinations.some((d) => d.health === 'failing') ||
     accounts.some((a) => a.status === 'error' || a.status === 'needs_sign_in');
   const running = deps.busy || lastRun?.status === 'running' || queue.pending + queue.running > 0;
+  const mode = deps.mode ?? 'running';
   return {
-    state: running ? 'syncing' : anyFailing ? 'error' : 'idle',
+    state: mode === 'standby' ? 'paused' : running ? 'syncing' : anyFailing ? 'error' : 'idle',
     version: deps.version,
     started_at: iso(deps.startedAt)!,
     uptime_seconds: Math.round((now - deps.startedAt) / 1000),
@@ -195,5 +212,7 @@ export async function collectStatus(deps: {
     destinations,
     queue,
     last_run: lastRun ? toRunView(lastRun) : null,
+    mode,
+    alerts: deps.alerts ?? [],
   };
 }

@@ -45,7 +45,7 @@ describe('npm start on a machine with no configuration', () => {
       expect(config).toContain(`api_port: ${port}`);
 
       const api = new ApiClient(url);
-      expect((await api.get('/api/health')).json).toEqual({ status: 'ok' });
+      expect((await api.get('/api/health')).json).toEqual({ status: 'ok', mode: 'running' });
       expect((await api.get('/api/status')).status).toBe(401);
       const code = await waitFor(
         'the setup code',

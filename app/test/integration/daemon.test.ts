@@ -30,7 +30,7 @@ afterAll(async () => {
 describe('a first start', () => {
   it('answers health and version without credentials, and refuses status', async () => {
     const api = new ApiClient(daemon.url);
-    expect((await api.get('/api/health')).json).toEqual({ status: 'ok' });
+    expect((await api.get('/api/health')).json).toEqual({ status: 'ok', mode: 'running' });
     expect((await api.get('/api/version')).json).toMatchObject({
       name: 'backupd',
       version: expect.any(String),

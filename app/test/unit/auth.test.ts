@@ -1,6 +1,6 @@
 // Who may steer the appliance: the one-time setup code, the admin password, sessions, API keys
 // and the limits on guessing, against a real state file and an injected clock.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -175,6 +175,28 @@ describe('first-run setup', () => {
     expect(await access.setupNeeded()).toBe(true);
     await access.completeSetup(code, 'exactly12chr', IP);
     expect(await access.setupNeeded()).toBe(false);
+  });
+});
+
+describe("the appliance's setup code file", () => {
+  it('is the code at every start while no password exists, and works once', async () => {
+    const { dir, state } = setup();
+    const codeFile = path.join(dir, 'setup-code');
+    writeFileSync(codeFile, 'k7m2-p9qx-4rtw\n');
+    const access = new Access({ state, passwordCost: 2 ** 10, setupCodeFile: codeFile });
+    expect(await access.issueSetupCode()).toBe('K7M2-P9QX-4RTW');
+    expect(await access.issueSetupCode()).toBe('K7M2-P9QX-4RTW'); // a restart: the same code
+    await access.completeSetup('k7m2p9qx4rtw', PASSWORD, IP);
+    expect(await access.issueSetupCode()).toBeUndefined();
+    expect((await accessError(access.completeSetup('K7M2-P9QX-4RTW', PASSWORD, IP))).status).toBe(
+      409,
+    );
+  });
+
+  it('falls back to a random code when the file is missing', async () => {
+    const { dir, state } = setup();
+    const access = new Access({ state, setupCodeFile: path.join(dir, 'none') });
+    expect(await access.issueSetupCode()).toMatch(/^[2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{4}$/);
   });
 });
 

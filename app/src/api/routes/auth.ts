@@ -129,7 +129,7 @@ export const authRoutes = (deps: ApiDeps) => [
     auth: true,
     response: z.object({ keys: z.array(apiKeyView) }),
     handler: async () => ({
-      keys: (await deps.state.auth.listApiKeys()).map((k) => ({
+      keys: (await deps.access.listApiKeys()).map((k) => ({
         ...k,
         created_at: iso(k.created_at)!,
         last_used_at: iso(k.last_used_at),
@@ -172,7 +172,7 @@ export const authRoutes = (deps: ApiDeps) => [
     response: ok,
     handler: async ({ params }) => {
       const id = Number(params.id);
-      if (!Number.isInteger(id) || !(await deps.state.auth.revokeApiKey(id, Date.now()))) {
+      if (!Number.isInteger(id) || !(await deps.access.revokeApiKey(id))) {
         throw new ApiError(
           404,
           'not_found',

@@ -7,13 +7,14 @@ export const systemRoutes = (deps: ApiDeps) => [
   route({
     method: 'get',
     path: '/api/health',
-    summary: 'Health check: 200 while the daemon runs and its state answers.',
+    summary:
+      'Health check: 200 while the daemon runs and its state answers; mode "standby" while the appliance waits for its data disk.',
     tag: 'system',
     auth: false,
-    response: z.object({ status: z.literal('ok') }),
+    response: z.object({ status: z.literal('ok'), mode: z.enum(['running', 'standby']) }),
     handler: async () => {
       await deps.state.settings.get('health');
-      return { status: 'ok' as const };
+      return { status: 'ok' as const, mode: deps.mode?.() ?? ('running' as const) };
     },
   }),
   route({
