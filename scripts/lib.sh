@@ -35,6 +35,15 @@ install_system_packages() {
   apt_install rclone rsync openssh-client ca-certificates python3 make g++
 }
 
+# What builds the appliance images and boots them in QEMU for the boot test (image/build.sh,
+# app/test/appliance): mmdebstrap and filesystem tools that need no loop device or mount, QEMU
+# with UEFI firmware, qemu-user for the arm64 root, the cross compiler for arm64 native modules.
+install_image_tools() {
+  apt_install mmdebstrap debootstrap e2fsprogs dosfstools mtools fdisk qemu-system-x86 \
+    qemu-system-arm qemu-user-static binfmt-support qemu-utils arch-test ovmf systemd-boot-efi \
+    g++-aarch64-linux-gnu gcc-aarch64-linux-gnu dpkg-dev file openssh-client
+}
+
 install_npm_packages() {
   cd "$REPO_ROOT"
   if [[ -n ${CI:-} ]]; then

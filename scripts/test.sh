@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The second command of the README (and all that .ci/run does): installs everything, builds,
-# checks lint and types, starts the real test services on 127.0.0.1 and runs every test.
+# checks lint and types, starts the real test services on 127.0.0.1 and runs every test, the
+# appliance's boot test in QEMU last (it builds the amd64 image, as root, or reuses it).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -8,6 +9,8 @@ require_node
 install_system_packages
 # Debian's Chromium drives the panel in the end-to-end tests.
 apt_install chromium fonts-dejavu-core
+# The appliance tier builds the amd64 image and boots it in QEMU (app/test/appliance).
+install_image_tools
 bash "$REPO_ROOT/scripts/test-services.sh" install
 install_npm_packages
 build
