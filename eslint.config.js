@@ -11,6 +11,9 @@ export default tseslint.config(
       '**/.svelte-kit/**',
       'data/**',
       '.test-services/**',
+      // The image builder's download cache and images.
+      'image/.cache/**',
+      'image/out/**',
       'web/**/*.svelte',
     ],
   },
