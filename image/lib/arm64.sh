@@ -71,8 +71,7 @@ EOF
 }
 
 # fstab for this layout, for the lines that are missing (provision.sh writes its own, with the
-# same labels, and they are kept). Written before the initramfs is built: its fsck hook takes the
-# root's filesystem type from here (else no e2fsck in the initramfs).
+# same labels, and they are kept). Written before the initramfs is built, which reads it.
 _arm64_write_fstab() {
   local root=$1
   touch "$root/etc/fstab"
@@ -100,6 +99,9 @@ _arm64_hook_customize() {
 # USB or virtio) instead of "most": the initramfs is smaller, faster to build and to load.
 MODULES=list
 COMPRESS=zstd
+# The root is ext4: said here because the fsck hook cannot probe the root device in a chroot,
+# and without it the initramfs has no e2fsck (fsck.repair=yes on cmdline.txt needs one).
+FSTYPE=ext4
 EOF
   {
     echo "# image/lib/arm64.sh: what finds the root filesystem on a Pi 3/4 and under QEMU virt"
