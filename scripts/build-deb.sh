@@ -143,9 +143,14 @@ fi
 EOF
 chmod 755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm"
 
-# Reproducible: every mtime is the last commit's time, so the same sources make the same .deb,
-# byte for byte, and image/build.sh can reuse an image built from it.
-SOURCE_DATE_EPOCH=$(git -C "$REPO_ROOT" log -1 --format=%ct 2>/dev/null || echo 0)
+# Reproducible: every mtime is the time of the last commit that changed what is packed, so the
+# same sources make the same .deb, byte for byte, and image/build.sh can reuse an image built
+# from it (a commit elsewhere in the repository does not change it). Not a constant: the panel
+# is served with Last-Modified from these mtimes.
+SOURCE_DATE_EPOCH=$(git -C "$REPO_ROOT" log -1 --format=%ct -- app/src app/package.json \
+  app/native web/src web/static web/package.json systemd udev appliance/tmpfiles.d README.md \
+  package-lock.json 2>/dev/null || true)
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0}
 export SOURCE_DATE_EPOCH
 find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 mkdir -p "$(dirname "$out")"

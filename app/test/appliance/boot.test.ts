@@ -111,16 +111,24 @@ describe('the amd64 appliance image in QEMU', () => {
   });
 
   it('answers backup.local over mDNS inside the guest, and advertises the panel', async () => {
+    // On failure, say what avahi itself believes (its name after a conflict, its state, its log).
+    const avahiState = async () =>
+      (
+        await vm.ssh(
+          '{ busctl call org.freedesktop.Avahi / org.freedesktop.Avahi.Server GetHostNameFqdn; busctl call org.freedesktop.Avahi / org.freedesktop.Avahi.Server GetState; avahi-resolve -4 -n backup.local; journalctl -b -u avahi-daemon --no-pager -o cat | tail -20; } 2>&1',
+        )
+      ).stdout;
+    let lastState = '';
     const resolved = await waitFor(
-      'avahi to resolve backup.local',
+      () => `avahi to resolve backup.local; avahi said:\n${lastState}`,
       async () => {
         const r = await vm.ssh('avahi-resolve -4 -n backup.local');
-        return r.code === 0 && /^backup\.local\s+\d+\.\d+\.\d+\.\d+/m.test(r.stdout)
-          ? r.stdout
-          : undefined;
+        if (r.code === 0 && /^backup\.local\s+\d+\.\d+\.\d+\.\d+/m.test(r.stdout)) return r.stdout;
+        lastState = await avahiState();
+        return undefined;
       },
-      MINUTE,
-      2000,
+      2 * MINUTE,
+      3000,
     );
     expect(resolved).toMatch(/backup\.local/);
     expect(await vm.sh('getent hosts backup.local')).toMatch(/backup\.local/);
