@@ -55,11 +55,12 @@ common_build_image() {
     return 0
   fi
 
-  # Outside the checkout: the root has /proc mounted while mmdebstrap runs, which tools that
-  # walk the repository (eslint, prettier, editors) must not meet.
-  local work=${IMAGE_WORK:-/var/tmp/backupd-image}/$arch
-  rm -rf "$work"
-  mkdir -p "$work" "$IMAGE_OUT" "$IMAGE_CACHE/apt-$arch"
+  # Outside the checkout (the root has /proc mounted while mmdebstrap runs, which tools that walk
+  # the repository must not meet), and a fresh folder per build: other checkouts build at the
+  # same time, and a shared path would let one build delete another's root under its mounts.
+  local work
+  mkdir -p "${IMAGE_WORK:-/var/tmp}" "$IMAGE_OUT" "$IMAGE_CACHE/apt-$arch"
+  work=$(mktemp -d "${IMAGE_WORK:-/var/tmp}/backupd-image-$arch.XXXXXX")
   say "Debian $DEBIAN_SUITE root for $arch (mmdebstrap)"
   local packages extra=()
   packages=$(grep -v '^#' "$REPO_ROOT/appliance/packages.txt" | paste -sd,)
@@ -87,7 +88,12 @@ common_build_image() {
   "${arch}_assemble" "$work/rootfs" "$out.tmp"
   mv "$out.tmp" "$out"
   echo "$hash" >"$out.inputs"
-  rm -rf "$work"
+  # Only our own folder, and only once nothing is mounted under it any more.
+  if [[ -z $(findmnt -rno TARGET | grep -F "$work/" || true) ]]; then
+    rm -rf "$work"
+  else
+    say "warning: something is still mounted under $work: left in place"
+  fi
   say "assembled in $((SECONDS - t0)) s: $out ($(du -h --apparent-size "$out" | cut -f1))"
 }
 
