@@ -51,19 +51,14 @@ else
   printf '127.0.0.1\tlocalhost\n127.0.1.1\tbackup\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >/etc/hosts
 fi
 
-# The daemon's configuration. The appliance: section needs a daemon that knows it (issue 5); a
-# daemon older than that refuses unknown keys, so for it the section is left out and the data
-# disk's folders are made on the root filesystem instead (it then runs without standby).
+# The daemon's configuration, with its appliance: section (standby without the data disk, the
+# access db on the SD card, the setup code made at first boot). /srv/backup is only the data
+# disk's mount point: root's and empty, so nothing is ever written to the SD card under it.
 install -d -m 0770 -o root -g backupd /etc/backupd
 install -m 0660 -o root -g backupd "$here/etc/config.yaml" /etc/backupd/config.yaml
-install -d -m 0755 /srv/backup
-if ! out=$(runuser -u backupd -- backupd config check --config /etc/backupd/config.yaml 2>&1) &&
-  grep -q 'appliance' <<<"$out"; then
-  say "warning: this backupd does not know the appliance: section; left out (standby needs it)"
-  sed -i '/^appliance:/,$d' /etc/backupd/config.yaml
-  install -d -m 0750 -o backupd -g backupd /srv/backup/.backupd /srv/backup/google-drive \
-    /srv/backup/google-photos
-fi
+runuser -u backupd -- backupd config check --config /etc/backupd/config.yaml >/dev/null ||
+  die "the installed backupd rejects appliance/etc/config.yaml (see above)"
+install -d -m 0755 -o root -g root /srv/backup
 install -d -m 0750 -o backupd -g backupd /var/lib/backupd
 
 # No identity in the image: systemd makes the machine-id at first boot (an empty file means
@@ -98,9 +93,7 @@ fi
 systemctl enable systemd-networkd.service systemd-resolved.service nftables.service \
   avahi-daemon.service backupd.service backupd-firstboot.service backupd-banner.service \
   unattended-upgrades.service apt-daily.timer apt-daily-upgrade.timer
-for unit in backupd-disk-scan.service backupd-disk-adopt.path; do
-  [[ -f /usr/lib/systemd/system/$unit ]] && systemctl enable "$unit"
-done
+systemctl enable backupd-disk-scan.service backupd-disk-adopt.path
 systemctl disable ssh.service ssh.socket 2>/dev/null || true
 systemctl mask systemd-networkd-wait-online.service
 # A root without password cannot log in on the console; the owner never needs to.

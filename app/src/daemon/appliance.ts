@@ -7,7 +7,7 @@
  * queue is in the state on the disk, so an unplug loses nothing and a replug resumes.
  */
 import { mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { Access } from '../auth/index.js';
 import type { Config } from '../config/index.js';
 import { DiskService, mountProbe } from '../disk/index.js';
@@ -15,7 +15,7 @@ import { openState, type State } from '../state/index.js';
 import type { Alert } from '../status/index.js';
 import { openContext, type AppContext } from './context.js';
 import { startDaemon, type RunningDaemon } from './index.js';
-import { systemdNotifier } from './systemd.js';
+import { systemdNotifier, type Notifier } from './systemd.js';
 
 export type ApplianceConfig = NonNullable<Config['appliance']>;
 
@@ -37,6 +37,22 @@ export function dataDiskAlert(dataDisk: string): Alert {
     message: `No data disk is mounted at ${dataDisk}: backups are paused. Nothing is lost; they resume when the disk is back.`,
     fix: 'Plug the data disk in (USB or SATA). A new disk must be adopted first: Disks in the panel, or POST /api/disks/adopt. If it is plugged in and still missing, see `journalctl -u backupd-disk-scan` (docs/troubleshooting.md, "The data disk is missing").',
   };
+}
+
+/**
+ * The mirror folders that live on the data disk, made when it is used: a disk just adopted is
+ * empty, and a watcher started on a missing folder would watch nothing until the first pull.
+ */
+export function makeMirrorFolders(
+  runtime: Pick<AppContext['runtime'], 'sourcePath'>,
+  dataDisk: string,
+): void {
+  for (const source of ['google_drive', 'google_photos'] as const) {
+    const dir = runtime.sourcePath(source);
+    const rel = relative(dataDisk, dir);
+    if (rel && !rel.startsWith('..') && !rel.startsWith('/'))
+      mkdirSync(dir, { recursive: true, mode: 0o750 });
+  }
 }
 
 export async function startAppliance(
@@ -72,7 +88,13 @@ export async function startAppliance(
     probe,
     log: (m) => ctx?.logger.child({ source: 'disk' }).info(m),
   });
-  const notifier = systemdNotifier(env, (err) => ctx?.logger.warn(err.message));
+  const systemd = systemdNotifier(env, (err) => ctx?.logger.warn(err.message));
+  // One watchdog for the process, not one per mode: a switch stops one daemon and starts the
+  // next, which on a Raspberry Pi (or in the boot test's emulated machine) takes longer than
+  // WatchdogSec, and systemd then killed the daemon in the middle of its switch. The pings come
+  // from a timer of this process, so a frozen process is still caught.
+  const stopWatchdog = systemd.startWatchdog();
+  const notifier: Notifier = { ...systemd, startWatchdog: () => () => {} };
   const alerts = (): Alert[] =>
     mode === 'standby'
       ? [
@@ -95,6 +117,7 @@ export async function startAppliance(
       ...(mode === 'standby' ? { overrides: { stateDir: standbyDir(env) } } : {}),
     });
     try {
+      if (mode === 'running') makeMirrorFolders(ctx.runtime, appliance.data_disk);
       daemon = await startDaemon(ctx, env, { mode, access, disks, alerts, notifier });
     } catch (err) {
       await ctx.close().catch(() => {});
@@ -175,6 +198,7 @@ export async function startAppliance(
     async stop(reason) {
       stopped = true;
       clearInterval(timer);
+      stopWatchdog();
       await chain;
       await stopCurrent(reason, false);
       await accessState.close();
