@@ -189,6 +189,26 @@ export async function startAppliance(
     });
   };
 
+  // A disk pulled out mid-push makes writes fail wherever they are (the log file, the state,
+  // the watcher, rclone's temporary files), some of them in timers and streams with no caller to
+  // catch them. Those are expected: while the disk is gone they lead to standby, not to a crash
+  // (a crash would still end in standby, through systemd, but through a restart that counts
+  // against its start limit). Anything else, or the same with the disk still there, is a bug:
+  // reported and fatal as before.
+  const diskGoneOrFatal = (err: unknown) => {
+    if (daemon?.mode === 'running' && !mounted()) {
+      process.stderr.write(
+        `backupd: ${(err as Error)?.message ?? String(err)} (the data disk is gone: going to standby)\n`,
+      );
+      check();
+      return;
+    }
+    process.stderr.write(`backupd: uncaught error: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(1);
+  };
+  process.on('uncaughtException', diskGoneOrFatal);
+  process.on('unhandledRejection', diskGoneOrFatal);
+
   await start(mounted() ? 'running' : 'standby');
   const timer = setInterval(check, CHECK_MS);
 
@@ -198,6 +218,8 @@ export async function startAppliance(
     async stop(reason) {
       stopped = true;
       clearInterval(timer);
+      process.off('uncaughtException', diskGoneOrFatal);
+      process.off('unhandledRejection', diskGoneOrFatal);
       stopWatchdog();
       await chain;
       await stopCurrent(reason, false);
