@@ -22,6 +22,28 @@ common_check_tools() {
   ((${#missing[@]} == 0)) || die "missing tools (${missing[*]}): bash scripts/test.sh installs them, or apt-get install mmdebstrap e2fsprogs dosfstools mtools fdisk dpkg-dev"
 }
 
+# A foreign architecture's packages run their maintainer scripts under qemu-user, through the
+# kernel's binfmt_misc: mount it and register the interpreter when the machine has not (a fresh
+# machine, a container, or a host without the binfmt-support service running).
+common_enable_foreign_arch() {
+  local arch=$1 name
+  [[ $arch == "$(dpkg --print-architecture)" ]] && return 0
+  case $arch in
+    arm64) name=qemu-aarch64 ;;
+    *) die "no qemu-user interpreter known for $arch" ;;
+  esac
+  if ! mountpoint -q /proc/sys/fs/binfmt_misc; then
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||
+      die "cannot mount binfmt_misc, which running $arch programs under qemu-user needs (in a container, mount it on the host: mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc)"
+  fi
+  if [[ ! -e /proc/sys/fs/binfmt_misc/$name ]]; then
+    update-binfmts --enable "$name" ||
+      die "cannot register $name with binfmt_misc: is qemu-user-static installed (bash scripts/test.sh installs it)?"
+  fi
+  arch-test "$arch" >/dev/null ||
+    die "$arch programs still do not run here under qemu-user (arch-test $arch): see update-binfmts --display $name"
+}
+
 # The hash of everything an image is made from: when it matches the one stored beside an image,
 # that image is reused.
 common_inputs_hash() {
@@ -61,6 +83,7 @@ common_build_image() {
   local work
   mkdir -p "${IMAGE_WORK:-/var/tmp}" "$IMAGE_OUT" "$IMAGE_CACHE/apt-$arch"
   work=$(mktemp -d "${IMAGE_WORK:-/var/tmp}/backupd-image-$arch.XXXXXX")
+  common_enable_foreign_arch "$arch"
   say "Debian $DEBIAN_SUITE root for $arch (mmdebstrap)"
   local packages extra=()
   packages=$(grep -v '^#' "$REPO_ROOT/appliance/packages.txt" | paste -sd,)
