@@ -56,10 +56,30 @@ export function createLogger(setup: LogSetup): LogHandle {
   const file = setup.file ? new RotatingFile(setup.file.path, setup.file) : undefined;
   let sink: ((e: NewEvent) => void) | undefined;
 
+  // A log line that cannot reach the file (the data disk pulled out, a full disk) must not fail
+  // what was being logged: the line still goes to the console and the state, the failure is said
+  // once on stderr (the journal), and each later line tries the file again (reopened).
+  let fileFailing = false;
+  const writeFile = (line: string) => {
+    if (!file) return;
+    try {
+      file.write(line);
+      if (fileFailing) process.stderr.write(`backupd: writing ${file.file} works again\n`);
+      fileFailing = false;
+    } catch (err) {
+      file.close();
+      if (!fileFailing)
+        process.stderr.write(
+          `backupd: cannot write the log file ${file.file} (${(err as Error).message}); log lines go to the journal and the state until it works again\n`,
+        );
+      fileFailing = true;
+    }
+  };
+
   const destination = {
     write(raw: string) {
       const line = setup.redactor.redact(raw);
-      file?.write(line);
+      writeFile(line);
       if (!setup.console && !sink) return;
       let entry: Record<string, unknown>;
       try {

@@ -63,9 +63,16 @@ export class RotatingFile {
       .map((f) => join(this.dir, f));
   }
 
+  /** Closes the file; the next write opens it again. Never throws (its disk may be gone). */
   close(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
+    const fd = this.fd;
     this.fd = undefined;
+    if (fd === undefined) return;
+    try {
+      closeSync(fd);
+    } catch {
+      /* the descriptor is released even when close reports an error */
+    }
   }
 
   private open(): void {

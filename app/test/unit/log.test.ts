@@ -101,6 +101,31 @@ describe('createLogger', () => {
     expect(b).toMatchObject({ level: 40, msg: 'slow', source: 'push' });
   });
 
+  it('keeps logging when the file cannot be written: said once on stderr, the lines still stored', () => {
+    // /dev/full refuses every write (ENOSPC), as a full or vanished disk does.
+    const stored: NewEvent[] = [];
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const handle = createLogger({
+        level: 'info',
+        file: { path: '/dev/full', maxBytes: 1_000_000, maxFiles: 3, retentionDays: 30 },
+        redactor: new Redactor(() => []),
+      });
+      handle.setEventSink((e) => stored.push(e));
+      expect(() => {
+        handle.logger.error('the data disk is gone');
+        handle.logger.info('going to standby');
+      }).not.toThrow();
+      expect(stored.map((e) => e.message)).toEqual(['the data disk is gone', 'going to standby']);
+      const said = stderr.mock.calls.map(([text]) => String(text));
+      expect(said).toHaveLength(1);
+      expect(said[0]).toMatch(/cannot write the log file \/dev\/full \(.*ENOSPC.*\)/);
+      handle.close();
+    } finally {
+      stderr.mockRestore();
+    }
+  });
+
   it('writes the source of a line once, so the JSON stays unambiguous', () => {
     const { handle, read } = logger();
     handle.logger.child({ source: 'push' }).info('sent');
