@@ -12,7 +12,7 @@ export {
   type LsblkDevice,
 } from './inventory.js';
 export { checkAdoption, confirmationOf, DiskError, type AdoptAsk } from './checks.js';
-export { isMountPoint, mountProbe, type MountProbe } from './probe.js';
+export { backingDevicePresent, isMountPoint, mountProbe, type MountProbe } from './probe.js';
 export {
   adoptRequest,
   adoptionView,

@@ -1,12 +1,14 @@
 // The data disk: the disk list from real lsblk output (this machine, and an appliance in QEMU
 // with a USB disk hot-plugged), which disk is the system one, the checks before an adoption,
 // and the root helper's steps in order against a fake system that records every command.
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   adopt,
   adoptPending,
+  backingDevicePresent,
   buildInventory,
   checkAdoption,
   DiskError,
@@ -397,6 +399,24 @@ describe('the mount probe', () => {
     expect(isMountPoint('/proc')).toBe(true);
     expect(isMountPoint(tmp())).toBe(false);
     expect(isMountPoint('/no/such/folder')).toBe(false);
+  });
+
+  it('tells a disk pulled out from a live one by its device in sysfs, before the mount is gone', () => {
+    // The root filesystem's device is in this machine's sysfs; in a copy of sysfs without it,
+    // the same mount reads as a disk whose device has gone (a USB disk pulled out).
+    // The device's major:minor as coreutils' stat tells them.
+    const device = execFileSync('stat', ['-c', '%Hd:%Ld', '/'], { encoding: 'utf8' }).trim();
+    expect(existsSync(`/sys/dev/block/${device}`)).toBe(true);
+    expect(backingDevicePresent('/')).toBe(true);
+    const sysfs = tmp();
+    mkdirSync(path.join(sysfs, 'dev', 'block'), { recursive: true });
+    expect(backingDevicePresent('/', sysfs)).toBe(false);
+    mkdirSync(path.join(sysfs, 'dev', 'block', device));
+    expect(backingDevicePresent('/', sysfs)).toBe(true);
+    // No block device behind /proc (major 0), and no sysfs at all: nothing to tell, present.
+    expect(backingDevicePresent('/proc', sysfs)).toBe(true);
+    expect(backingDevicePresent('/', path.join(sysfs, 'none'))).toBe(true);
+    expect(backingDevicePresent('/no/such/folder')).toBe(false);
   });
 
   it('honours the test marker only under NODE_ENV=test', () => {
