@@ -1,8 +1,8 @@
 /**
  * The amd64 appliance image, built by image/build.sh and booted in QEMU (software emulation,
  * UEFI), checked as its owner would: the panel on port 80, the daemon running under systemd and
- * its sandbox, the root grown to the disk, backup.local, the setup code on the console and in
- * SETUP-CODE.txt, the watchdog, a reboot.
+ * its sandbox, the root grown to the disk, backup.local (and backup-2.local beside another
+ * appliance), the setup code on the console and in SETUP-CODE.txt, the watchdog, a reboot.
  *
  * The tests share one VM and run in order. The data-disk tests (a blank USB disk hot-plugged over
  * QMP, listed and left untouched, adopted through the API, unplugged and plugged back) come
@@ -50,6 +50,12 @@ async function allZeros(file: string): Promise<boolean> {
 
 const unit = async (prop: string) =>
   (await vm.sh(`systemctl show -p ${prop} --value backupd.service`)).trim();
+
+/** The name avahi holds now (it renames itself after a conflict), as the banner asks it. */
+const avahiName = async () =>
+  /^s "(.*)"$/m.exec(
+    await vm.sh('busctl call org.freedesktop.Avahi / org.freedesktop.Avahi.Server GetHostNameFqdn'),
+  )?.[1];
 
 beforeAll(async () => {
   let t0 = Date.now();
@@ -152,6 +158,93 @@ describe('the amd64 appliance image in QEMU', () => {
     expect(resolved).toMatch(/backup\.local/);
     expect(await vm.sh('getent hosts backup.local')).toMatch(/backup\.local/);
     expect(await vm.sh('avahi-browse -rtp _http._tcp')).toMatch(/;80;/);
+  });
+
+  it('takes backup-2.local beside another appliance already called backup, and shows it on the console', async () => {
+    // The other appliance: a network namespace of the guest joined to it by a veth pair (a link
+    // of its own, with link-local addresses), running an avahi-daemon of its own named backup.
+    // It claims backup.local first; the appliance's avahi then starts as the second one there.
+    const peerConf = [
+      '[server]',
+      'host-name=backup',
+      'use-ipv6=no',
+      'allow-interfaces=vpeer1',
+      'enable-dbus=no',
+    ].join('\\n');
+    const stoppedAt = (await vm.sh('date +%s')).trim();
+    await vm.sh(
+      [
+        'set -e',
+        // networkd would run DHCP on the veth and drop the address given here.
+        'mkdir -p /run/systemd/network /run/mdns-peer',
+        "printf '[Match]\\nName=vpeer0\\n[Link]\\nUnmanaged=yes\\n' > /run/systemd/network/10-mdns-peer.network",
+        'networkctl reload',
+        'systemctl stop avahi-daemon.socket avahi-daemon.service',
+        'ip netns add mdnspeer',
+        'ip link add vpeer0 type veth peer name vpeer1 netns mdnspeer',
+        'ip addr add 169.254.77.1/24 dev vpeer0',
+        'ip link set vpeer0 up',
+        'ip -n mdnspeer addr add 169.254.77.2/24 dev vpeer1',
+        'ip -n mdnspeer link set vpeer1 up',
+        `printf '${peerConf}\\n' > /run/mdns-peer/avahi-daemon.conf`,
+        // Its own /run/avahi-daemon (pid file, socket) in a mount namespace of its own.
+        "ip netns exec mdnspeer unshare -m --propagation private sh -c 'mount -t tmpfs tmpfs /run/avahi-daemon && exec avahi-daemon -D -f /run/mdns-peer/avahi-daemon.conf --no-chroot --no-drop-root --no-rlimits'",
+      ].join('\n'),
+    );
+    try {
+      // Only the peer runs avahi-daemon since stoppedAt: its startup line means it holds the name.
+      await waitFor(
+        'the other appliance to hold backup.local',
+        async () =>
+          /Host name is backup\.local\./.test(
+            await vm.sh(
+              `journalctl -b --no-pager -o cat SYSLOG_IDENTIFIER=avahi-daemon --since @${stoppedAt}`,
+            ),
+          ) || undefined,
+        MINUTE,
+        2000,
+      );
+      const serialFrom = vm.serial().length;
+      await vm.sh('systemctl start avahi-daemon.socket avahi-daemon.service');
+      await waitFor(
+        'avahi to take backup-2.local after the conflict',
+        async () => ((await avahiName()) === 'backup-2.local' ? true : undefined),
+        2 * MINUTE,
+        2000,
+      );
+      // Both names work on the link: backup.local is the other appliance, backup-2.local is this one.
+      expect(await vm.sh('avahi-resolve -4 -n backup.local')).toMatch(
+        /^backup\.local\s+169\.254\.77\.2$/m,
+      );
+      const own = (await vm.sh("ip -4 -o addr show scope global | awk '{print $4}'"))
+        .split('\n')
+        .map((a) => a.split('/')[0])
+        .filter(Boolean);
+      const second = /^backup-2\.local\s+(\S+)$/m.exec(
+        await vm.sh('avahi-resolve -4 -n backup-2.local'),
+      );
+      expect(own).toContain(second?.[1]);
+      expect(await vm.sh('getent hosts backup-2.local')).toMatch(/backup-2\.local/);
+      // The console banner follows avahi's name (redrawn within 10 s).
+      await vm.waitForSerial(/Panel: http:\/\/backup-2\.local/, 2 * MINUTE, serialFrom);
+    } finally {
+      await vm.sh(
+        [
+          'ip netns pids mdnspeer | xargs -r kill',
+          'ip netns del mdnspeer',
+          'rm -rf /run/systemd/network/10-mdns-peer.network /run/mdns-peer',
+          'networkctl reload',
+          'systemctl restart avahi-daemon.service',
+        ].join('; '),
+      );
+    }
+    // Alone again, it is backup.local after a restart of avahi.
+    await waitFor(
+      'avahi back to backup.local',
+      async () => ((await avahiName()) === 'backup.local' ? true : undefined),
+      MINUTE,
+      2000,
+    );
   });
 
   it('drops what is not served: input policy drop, SSH open only because a key was given', async () => {
