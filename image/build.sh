@@ -18,6 +18,14 @@ case $target in
 esac
 
 [[ $(id -u) -eq 0 ]] || die "mmdebstrap makes the image's files owned by root: run as root (sudo npm run image)"
+require_node
+# One command on a fresh machine: the Debian tools, then the npm packages the .deb is made from.
+# The boot test calls this with everything installed and built (BACKUPD_DEB_SKIP_BUILD=1).
+if [[ -z ${BACKUPD_DEB_SKIP_BUILD:-} ]]; then
+  install_system_packages
+  install_image_tools
+  install_npm_packages
+fi
 common_check_tools
 
 for arch in "${arches[@]}"; do
