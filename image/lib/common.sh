@@ -19,7 +19,7 @@ common_check_tools() {
   for t in mmdebstrap mkfs.ext4 mkfs.vfat mcopy sfdisk dpkg-deb; do
     command -v "$t" >/dev/null || missing+=("$t")
   done
-  ((${#missing[@]} == 0)) || die "missing tools (${missing[*]}): bash scripts/test.sh installs them, or apt-get install mmdebstrap e2fsprogs dosfstools mtools fdisk dpkg-dev"
+  ((${#missing[@]} == 0)) || die "missing tools (${missing[*]}): sudo npm run image installs them, or apt-get install mmdebstrap e2fsprogs dosfstools mtools fdisk dpkg-dev"
 }
 
 # A foreign architecture's packages run their maintainer scripts under qemu-user, through the
@@ -38,7 +38,7 @@ common_enable_foreign_arch() {
   fi
   if [[ ! -e /proc/sys/fs/binfmt_misc/$name ]]; then
     update-binfmts --enable "$name" ||
-      die "cannot register $name with binfmt_misc: is qemu-user-static installed (bash scripts/test.sh installs it)?"
+      die "cannot register $name with binfmt_misc: is qemu-user-static installed (sudo npm run image installs it)?"
   fi
   arch-test "$arch" >/dev/null ||
     die "$arch programs still do not run here under qemu-user (arch-test $arch): see update-binfmts --display $name"
