@@ -77,13 +77,13 @@ common_build_image() {
     return 0
   fi
 
+  common_enable_foreign_arch "$arch"
   # Outside the checkout (the root has /proc mounted while mmdebstrap runs, which tools that walk
   # the repository must not meet), and a fresh folder per build: other checkouts build at the
   # same time, and a shared path would let one build delete another's root under its mounts.
   local work
   mkdir -p "${IMAGE_WORK:-/var/tmp}" "$IMAGE_OUT" "$IMAGE_CACHE/apt-$arch"
   work=$(mktemp -d "${IMAGE_WORK:-/var/tmp}/backupd-image-$arch.XXXXXX")
-  common_enable_foreign_arch "$arch"
   say "Debian $DEBIAN_SUITE root for $arch (mmdebstrap)"
   local packages extra=()
   packages=$(grep -v '^#' "$REPO_ROOT/appliance/packages.txt" | paste -sd,)
